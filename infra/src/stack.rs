@@ -1,0 +1,199 @@
+//! The declarations in `infra/stacks/*.toml`: what one example provisions, as data.
+//!
+//! Names in a declaration are suffixes; the engine puts `<prefix>-` in front, so several learners
+//! (or tests) can share one endpoint. Strings may use `${prefix}`, `${region}`, `${account}` and
+//! `${partition}`, filled in by [`Vars::expand`].
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    pub example: String,
+    #[serde(default)]
+    pub kinesis_streams: Vec<KinesisStream>,
+    #[serde(default)]
+    pub dynamodb_tables: Vec<DynamoTable>,
+    #[serde(default)]
+    pub roles: Vec<Role>,
+    #[serde(default)]
+    pub functions: Vec<Function>,
+    #[serde(default)]
+    pub event_source_mappings: Vec<EventSourceMapping>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KinesisStream {
+    pub name: String,
+    pub shards: i32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DynamoTable {
+    pub name: String,
+    pub partition_key: KeyAttribute,
+    pub sort_key: Option<KeyAttribute>,
+    /// `NEW_AND_OLD_IMAGES` and friends; absent means no stream.
+    pub stream_view_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyAttribute {
+    pub name: String,
+    /// `S`, `N` or `B`.
+    #[serde(rename = "type")]
+    pub attribute_type: String,
+}
+
+/// An execution role for Lambda functions: trust in `lambda.amazonaws.com`, permission to write
+/// its own logs, and the inline statements listed here, nothing more.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Role {
+    pub name: String,
+    #[serde(default)]
+    pub statements: Vec<Statement>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    pub actions: Vec<String>,
+    pub resources: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Function {
+    pub name: String,
+    /// The cargo package under `lambdas/` whose binary is the function's `bootstrap`.
+    pub package: String,
+    pub role: String,
+    pub timeout_seconds: i32,
+    pub memory_mb: i32,
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventSourceMapping {
+    pub function: String,
+    pub source: MappingSource,
+    pub starting_position: String,
+    pub batch_size: i32,
+    #[serde(default)]
+    pub maximum_batching_window_seconds: i32,
+    pub maximum_retry_attempts: Option<i32>,
+    #[serde(default)]
+    pub bisect_batch_on_function_error: bool,
+    #[serde(default)]
+    pub report_batch_item_failures: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum MappingSource {
+    KinesisStream(String),
+    DynamodbTableStream(String),
+}
+
+/// The values `${...}` placeholders stand for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vars {
+    pub prefix: String,
+    pub region: String,
+    pub account: String,
+    pub partition: String,
+}
+
+impl Vars {
+    /// The full name of a declared resource.
+    pub fn name(&self, suffix: &str) -> String {
+        format!("{}-{}", self.prefix, suffix)
+    }
+
+    pub fn expand(&self, text: &str) -> String {
+        text.replace("${prefix}", &self.prefix)
+            .replace("${region}", &self.region)
+            .replace("${account}", &self.account)
+            .replace("${partition}", &self.partition)
+    }
+}
+
+macro_rules! stacks {
+    ($($file:literal),* $(,)?) => {
+        /// Every declaration, compiled into the binary so `labs` works from any directory.
+        const SOURCES: &[(&str, &str)] = &[$(($file, include_str!(concat!("../stacks/", $file, ".toml")))),*];
+    };
+}
+stacks!("example-1", "example-3", "probe");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("{0} provisions nothing yet: its lab has not been built")]
+    NotDeclared(String),
+    #[error("infra/stacks/{0}.toml is not a valid declaration: {1}")]
+    Invalid(String, String),
+}
+
+/// The declaration for `example` (`example-1`, ..., or `probe`).
+pub fn load(example: &str) -> Result<Stack, StackError> {
+    let (_, source) =
+        SOURCES.iter().find(|(name, _)| *name == example).ok_or_else(|| StackError::NotDeclared(example.to_owned()))?;
+    let stack: Stack =
+        toml::from_str(source).map_err(|e| StackError::Invalid(example.to_owned(), e.message().to_owned()))?;
+    if stack.example != example {
+        return Err(StackError::Invalid(example.to_owned(), format!("it names itself {}", stack.example)));
+    }
+    Ok(stack)
+}
+
+/// The names of every declared stack.
+pub fn declared() -> impl Iterator<Item = &'static str> {
+    SOURCES.iter().map(|(name, _)| *name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_declaration_parses_and_is_consistent() {
+        for name in declared() {
+            let stack = load(name).unwrap_or_else(|e| panic!("{e}"));
+            for function in &stack.functions {
+                assert!(stack.roles.iter().any(|r| r.name == function.role), "{name}: role of {}", function.name);
+            }
+            for mapping in &stack.event_source_mappings {
+                assert!(stack.functions.iter().any(|f| f.name == mapping.function), "{name}: {}", mapping.function);
+                match &mapping.source {
+                    MappingSource::KinesisStream(s) => assert!(stack.kinesis_streams.iter().any(|k| &k.name == s)),
+                    MappingSource::DynamodbTableStream(t) => {
+                        assert!(stack.dynamodb_tables.iter().any(|d| &d.name == t && d.stream_view_type.is_some()))
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_example_is_a_clear_error() {
+        assert_eq!(
+            load("example-99").unwrap_err().to_string(),
+            "example-99 provisions nothing yet: its lab has not been built"
+        );
+    }
+
+    #[test]
+    fn expands_placeholders() {
+        let vars = Vars { prefix: "p".into(), region: "r".into(), account: "1".into(), partition: "aws".into() };
+        assert_eq!(vars.expand("arn:${partition}:x:${region}:${account}:${prefix}-t"), "arn:aws:x:r:1:p-t");
+        assert_eq!(vars.name("ex1-clicks"), "p-ex1-clicks");
+    }
+}

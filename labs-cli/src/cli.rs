@@ -1,0 +1,216 @@
+//! The command line, and nothing else: these structs mirror the flags and validate values.
+//! Turning them into a target and clients happens in `target.rs`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::examples::ExampleId;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "labs",
+    version,
+    about = "Hands-on labs for stream processing (DDIA chapter 11) on AWS",
+    long_about = "Hands-on labs for stream processing (Designing Data-Intensive Applications, chapter 11) on AWS.\n\n\
+        By default every command runs against an embedded emulator (MiniStack) that labs installs and starts \
+        by itself. --endpoint-url (or AWS_ENDPOINT_URL) picks another LocalStack-compatible endpoint; --aws \
+        picks real AWS, and asks before it creates anything."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Name prefix for every resource, so several learners or tests can share one endpoint.
+    #[arg(long, global = true, default_value = "labs", value_parser = parse_prefix)]
+    pub prefix: String,
+    /// A LocalStack-compatible endpoint to use instead of the embedded emulator (never started by labs).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", conflicts_with = "aws")]
+    pub endpoint_url: Option<String>,
+    /// Use real AWS through the standard credential chain, profile and region.
+    #[arg(long, global = true)]
+    pub aws: bool,
+    /// Print results as JSON for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Answer yes to confirmation questions (real AWS only asks).
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+}
+
+fn parse_prefix(value: &str) -> Result<String, String> {
+    let valid = !value.is_empty()
+        && value.len() <= 20
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("use 1 to 20 lowercase letters, digits or '-', starting with a letter".to_owned())
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List the seven examples and the part of the chapter each teaches.
+    List,
+    /// Show the target, the emulator's health and what is provisioned per example.
+    Status,
+    /// Provision an example's resources (idempotent).
+    Up(UpArgs),
+    /// Drive an example: produce, consume, and explain what happens.
+    Run(RunArgs),
+    /// Check an example's outcome from the data itself; exits non-zero on any mismatch.
+    Verify(ExampleArg),
+    /// Remove exactly what `up` made for this prefix (idempotent).
+    Down(ExampleArg),
+    /// Produce generated clickstream events into a Kinesis stream.
+    Produce(ProduceArgs),
+    /// Read a Kinesis stream, every shard, from a starting position.
+    Consume(ConsumeArgs),
+    /// Build the Lambda functions with cargo-lambda (installing it if needed).
+    Build(BuildArgs),
+    /// Print speed figures for an example.
+    Bench(BenchArgs),
+    /// Check the whole pipeline: build, deploy and invoke a probe Lambda, then remove it.
+    Doctor,
+    /// Manage the embedded emulator.
+    #[command(subcommand)]
+    Emulator(EmulatorCommand),
+    /// Print shell completions.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExampleArg {
+    /// example-1 ... example-7
+    pub example: ExampleId,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    pub example: ExampleId,
+    /// Print the plan (create, update or unchanged per resource) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    pub example: ExampleId,
+    /// Run only this scenario (see the example's section in references/aws-examples.md).
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// How many events or operations to generate.
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Seed of the deterministic generator (default: the next unused one).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Search the derived index (example 3): every word must match.
+    #[arg(long)]
+    pub query: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum KeyStrategy {
+    /// The user id: one user's events stay in order on one shard.
+    User,
+    /// A random key per record: spreads load, gives up per-user order.
+    Random,
+    /// One key for everything: the hottest possible shard.
+    Single,
+}
+
+#[derive(Debug, Args)]
+pub struct ProduceArgs {
+    /// Stream name (full name, e.g. labs-ex1-clicks).
+    #[arg(long)]
+    pub stream: String,
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    /// Records per second at most (default: as fast as the stream takes them).
+    #[arg(long)]
+    pub rate: Option<u32>,
+    #[arg(long, value_enum, default_value_t = KeyStrategy::User)]
+    pub keys: KeyStrategy,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum From {
+    TrimHorizon,
+    Latest,
+    AtTimestamp,
+    AfterSequence,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    #[arg(long)]
+    pub stream: String,
+    #[arg(long, value_enum, default_value_t = From::TrimHorizon)]
+    pub from: From,
+    /// With --from at-timestamp: RFC 3339 time or Unix seconds.
+    #[arg(long, required_if_eq("from", "at-timestamp"))]
+    pub timestamp: Option<String>,
+    /// With --from after-sequence: the sequence number to read after.
+    #[arg(long, required_if_eq("from", "after-sequence"))]
+    pub sequence: Option<String>,
+    /// With --from after-sequence: the shard the sequence number belongs to.
+    #[arg(long, required_if_eq("from", "after-sequence"))]
+    pub shard: Option<String>,
+    /// Keep polling for new records until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    /// Stop after this many records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Build only this example's functions (default: every function).
+    pub example: Option<ExampleId>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    pub example: ExampleId,
+    /// Records (example 1) or writes (example 3) to measure with.
+    #[arg(long)]
+    pub count: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmulatorCommand {
+    /// Install (first time) and start the embedded emulator; reuses a running one.
+    Up,
+    /// Stop the embedded emulator and every function process it started.
+    Down,
+    /// Show whether it is installed, running and healthy.
+    Status,
+    /// Print the emulator's log.
+    Logs {
+        /// Only the last N lines.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// Drop every resource and record in the emulator.
+    Reset,
+    /// Where the emulator keeps its files.
+    Path,
+}
+
+pub fn data_dir_override() -> Option<PathBuf> {
+    std::env::var_os("LABS_HOME").map(PathBuf::from)
+}

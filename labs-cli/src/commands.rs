@@ -1,0 +1,423 @@
+//! One function per subcommand that is not an example's own (`run`, `verify`, `bench` live in
+//! `examples/`). Each resolves its target, does its work, and reports a table or JSON.
+
+use std::collections::HashMap;
+
+use anyhow::{Result, bail};
+use labs_infra::{Action, Artifact, Engine, Removal, SdkContext, stack};
+use serde::Serialize;
+
+use crate::cli::{
+    BuildArgs, ConsumeArgs, EmulatorCommand, ExampleArg, From, GlobalArgs, KeyStrategy, ProduceArgs, UpArgs,
+};
+use crate::driver::kinesis::{self as log, Position, Until};
+use crate::emulator;
+use crate::examples::{self, CATALOG, ExampleId};
+use crate::output::{self, Output, note};
+use crate::target::Target;
+use crate::toolchain;
+
+pub fn list(out: Output) -> Result<()> {
+    out.table(
+        "",
+        &["example", "title", "what it teaches", "AWS parts", "ready"],
+        CATALOG.iter().map(|e| {
+            vec![
+                e.id.to_string(),
+                e.title.into(),
+                e.teaches.into(),
+                e.aws.into(),
+                if e.built { "yes" } else { "not yet" }.into(),
+            ]
+        }),
+    );
+    out.json(&CATALOG)
+}
+
+/// The stack an example provisions (`infra/stacks/example-N.toml`).
+fn stack_for(id: ExampleId) -> Result<stack::Stack> {
+    Ok(stack::load(&id.to_string())?)
+}
+
+/// Builds the functions a stack deploys.
+fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
+    let packages: Vec<String> = stack.functions.iter().map(|f| f.package.clone()).collect();
+    toolchain::build(&packages)
+}
+
+pub async fn up(global: &GlobalArgs, args: &UpArgs, out: Output) -> Result<()> {
+    let stack = stack_for(args.example)?;
+    let target = Target::resolve(global, true).await?;
+    up_stack(&target, &stack, args.dry_run, out).await
+}
+
+pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out: Output) -> Result<()> {
+    let artifacts = build_for(stack)?;
+    let engine = Engine::connect(&target.clients, &target.prefix).await?;
+    let plan = engine.plan(stack, &artifacts).await?;
+    out.table(
+        &format!("Plan for {} (prefix {}):", stack.example, target.prefix),
+        &["resource", "name", "action", "settings"],
+        plan.changes.iter().map(|c| vec![c.kind.to_string(), c.name.clone(), c.action.to_string(), c.settings.clone()]),
+    );
+    if dry_run {
+        out.say("Dry run: nothing was changed.");
+        return out.json(&plan);
+    }
+    if plan.is_noop() {
+        out.say(format!("{} is up to date.", stack.example));
+        return out.json(&plan);
+    }
+    target.confirm(&format!("Apply this plan to {}?", target.kind.describe()))?;
+    let spinner = output::spinner("applying");
+    let progress = |message: &str| spinner.set_message(message.to_owned());
+    engine.apply(stack, &plan, &artifacts, &progress).await?;
+    spinner.finish_and_clear();
+    let changed = plan.changes.iter().filter(|c| c.action != Action::Unchanged).count();
+    out.say(format!(
+        "{} is up: {changed} resources created or updated. Next: labs run {}",
+        stack.example, stack.example
+    ));
+    out.json(&plan)
+}
+
+pub async fn down(global: &GlobalArgs, args: &ExampleArg, out: Output) -> Result<()> {
+    let stack = stack_for(args.example)?;
+    let target = Target::resolve(global, true).await?;
+    target.confirm(&format!(
+        "Delete {} resources with prefix {} from {}?",
+        stack.example,
+        target.prefix,
+        target.kind.describe()
+    ))?;
+    let engine = Engine::connect(&target.clients, &target.prefix).await?;
+    let spinner = output::spinner("removing");
+    let progress = |message: &str| spinner.set_message(message.to_owned());
+    let removed = engine.destroy(&stack, &progress).await?;
+    spinner.finish_and_clear();
+    out.table(
+        &format!("{} down (prefix {}):", stack.example, target.prefix),
+        &["resource", "name", "result"],
+        removed.iter().map(|r| {
+            let result = match &r.removal {
+                Removal::Deleted => "deleted".to_owned(),
+                Removal::Absent => "already gone".to_owned(),
+                Removal::LeftAlone(reason) => format!("left alone: {reason}"),
+            };
+            vec![r.kind.to_string(), r.name.clone(), result]
+        }),
+    );
+    out.json(&removed)
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    target: crate::target::TargetKind,
+    emulator: Option<emulator::Status>,
+    examples: Vec<ExampleStatus>,
+}
+
+#[derive(Serialize)]
+struct ExampleStatus {
+    example: String,
+    provisioned: usize,
+    declared: usize,
+}
+
+pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
+    let target = Target::resolve(global, false).await?;
+    let emulator = match &target.kind {
+        crate::target::TargetKind::Embedded { .. } => Some(emulator::status(emulator::port()?)?),
+        _ => None,
+    };
+    if let Some(status) = &emulator {
+        out.table(
+            "Embedded emulator",
+            &["installed", "running", "healthy", "endpoint", "pid", "files"],
+            [vec![
+                format!("{} (MiniStack {})", status.installed, status.version),
+                status.running.to_string(),
+                status.healthy.to_string(),
+                status.endpoint.clone(),
+                status.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+                status.home.display().to_string(),
+            ]],
+        );
+    }
+    let mut examples = Vec::new();
+    if emulator.as_ref().is_none_or(|s| s.healthy) {
+        let engine = Engine::connect(&target.clients, &target.prefix).await?;
+        for name in stack::declared().filter(|name| name.starts_with("example-")) {
+            let stack = stack::load(name)?;
+            let plan = engine.plan(&stack, &HashMap::new()).await?;
+            let provisioned = plan.changes.iter().filter(|c| c.action != Action::Create).count();
+            examples.push(ExampleStatus { example: name.to_owned(), provisioned, declared: plan.changes.len() });
+        }
+        out.table(
+            &format!("Provisioned with prefix {}", target.prefix),
+            &["example", "resources present"],
+            examples.iter().map(|e| vec![e.example.clone(), format!("{} of {}", e.provisioned, e.declared)]),
+        );
+    } else {
+        out.say("The emulator is not running: `labs emulator up` starts it (any other command does too).");
+    }
+    out.json(&StatusReport { target: target.kind.clone(), emulator, examples })
+}
+
+pub async fn produce(global: &GlobalArgs, args: &ProduceArgs, out: Output) -> Result<()> {
+    use labs_core::clickstream::{ClickstreamSpec, generate};
+    let target = Target::resolve(global, true).await?;
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if args.rate == Some(0) {
+        bail!("--rate must be at least 1 record per second");
+    }
+    target.confirm(&format!("Produce {} records into {}?", args.count, args.stream))?;
+    let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
+    let events = generate(&ClickstreamSpec { seed, count: args.count, ..Default::default() });
+    let records = events
+        .iter()
+        .map(|event| {
+            let mut record = examples::example_1::encode(event);
+            record.partition_key = match args.keys {
+                KeyStrategy::User => event.user_id.clone(),
+                KeyStrategy::Random => format!("{:032x}", rand::random::<u128>()),
+                KeyStrategy::Single => "hot-key".to_owned(),
+            };
+            record
+        })
+        .collect();
+    let bar = output::progress(args.count as u64, "PutRecords");
+    let stats = log::produce(&target.clients.kinesis, &args.stream, records, args.rate, &bar).await?;
+    bar.finish_and_clear();
+    out.table(
+        &format!("Produced into {} (seed {seed})", args.stream),
+        &["records", "seconds", "records/s", "PutRecords calls", "entries retried"],
+        [vec![
+            stats.records.to_string(),
+            format!("{:.2}", stats.seconds),
+            format!("{:.0}", stats.records_per_second()),
+            stats.calls.to_string(),
+            stats.retried_entries.to_string(),
+        ]],
+    );
+    out.json(&stats)
+}
+
+fn parse_timestamp(text: &str) -> Result<aws_sdk_kinesis::primitives::DateTime> {
+    use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Ok(DateTime::from_secs_f64(seconds));
+    }
+    DateTime::from_str(text, DateTimeFormat::DateTime)
+        .map_err(|_| anyhow::anyhow!("--timestamp {text} is neither RFC 3339 (2026-01-01T00:00:00Z) nor Unix seconds"))
+}
+
+pub async fn consume(global: &GlobalArgs, args: &ConsumeArgs, out: Output) -> Result<()> {
+    let target = Target::resolve(global, true).await?;
+    let kinesis = &target.clients.kinesis;
+    let position = match args.from {
+        From::TrimHorizon => Position::TrimHorizon,
+        From::Latest => Position::Latest,
+        From::AtTimestamp => Position::AtTimestamp(parse_timestamp(args.timestamp.as_deref().unwrap_or_default())?),
+        From::AfterSequence => Position::AfterSequence(args.sequence.clone().unwrap_or_default()),
+    };
+    let mut shards = log::list_shards(kinesis, &args.stream).await?;
+    if let Some(only) = &args.shard {
+        shards.retain(|s| &s.shard_id == only);
+        if shards.is_empty() {
+            bail!("{} has no shard {only}", args.stream);
+        }
+    }
+    let until = if args.follow { Until::Forever } else { Until::CaughtUp };
+    let json = out.json;
+    let print = move |record: &log::Incoming| {
+        let data = String::from_utf8_lossy(&record.data);
+        if json {
+            let value = serde_json::json!({
+                "shard_id": record.shard_id, "sequence_number": record.sequence_number,
+                "partition_key": record.partition_key, "millis_behind_latest": record.millis_behind_latest,
+                "data": serde_json::from_str::<serde_json::Value>(&data).unwrap_or(serde_json::Value::String(data.into_owned())),
+            });
+            println!("{value}");
+        } else {
+            println!(
+                "{}  {}  key={}  lag={}ms  {}",
+                record.shard_id, record.sequence_number, record.partition_key, record.millis_behind_latest, data
+            );
+        }
+    };
+    let mut total = 0;
+    if args.follow {
+        // Every shard at once, until interrupted.
+        let mut readers = tokio::task::JoinSet::new();
+        for shard in shards {
+            let (client, stream, position, limit) =
+                (kinesis.clone(), args.stream.clone(), position.clone(), args.limit);
+            readers.spawn(async move {
+                log::read_shard(&client, &stream, &shard.shard_id, &position, until, limit, print)
+                    .await
+                    .map(|r| r.len())
+            });
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => note("stopped"),
+            _ = async { while let Some(done) = readers.join_next().await { if let Ok(Ok(n)) = done { total += n; } } } => {}
+        }
+    } else {
+        for shard in shards {
+            let remaining = args.limit.map(|l| l.saturating_sub(total));
+            if remaining == Some(0) {
+                break;
+            }
+            total += log::read_shard(kinesis, &args.stream, &shard.shard_id, &position, until, remaining, print)
+                .await?
+                .len();
+        }
+    }
+    note(format!("{total} records read from {}", args.stream));
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct DoctorReport {
+    target: crate::target::TargetKind,
+    function: String,
+    reply: serde_json::Value,
+    passed: bool,
+}
+
+/// Proves the pipeline every Lambda example relies on: cargo-lambda builds the probe, the engine
+/// deploys it like any example's function, the target runs it, and `down` removes it.
+pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
+    let target = Target::resolve(global, true).await?;
+    let stack = stack::load("probe")?;
+    up_stack(&target, &stack, false, Output::quiet()).await?;
+    let function = format!("{}-probe", target.prefix);
+    let nonce = format!("{:016x}", rand::random::<u64>());
+    let payload = serde_json::json!({ "nonce": nonce });
+    let spinner = output::spinner(&format!("invoking {function}"));
+    let invoked = target
+        .clients
+        .lambda
+        .invoke()
+        .function_name(&function)
+        .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+        .send()
+        .await
+        .doing(format!("invoking {function}"));
+    spinner.finish_and_clear();
+    let invoked = invoked?;
+    let body = invoked.payload().map(|p| p.as_ref().to_vec()).unwrap_or_default();
+    let reply: serde_json::Value =
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let passed = invoked.function_error().is_none()
+        && reply["echo"] == payload
+        && reply["function_name"] == function.as_str()
+        && reply["labs_example"] == "probe";
+    let engine = Engine::connect(&target.clients, &target.prefix).await?;
+    engine.destroy(&stack, &|_: &str| {}).await?;
+    out.table(
+        "Pipeline check",
+        &["step", "result"],
+        [
+            vec!["build with cargo-lambda".to_owned(), "ok".to_owned()],
+            vec![format!("deploy {function}"), "ok".to_owned()],
+            vec![
+                "invoke and check the reply".to_owned(),
+                if passed { "ok".to_owned() } else { format!("FAILED: {reply}") },
+            ],
+            vec!["remove it".to_owned(), "ok".to_owned()],
+        ],
+    );
+    out.json(&DoctorReport { target: target.kind.clone(), function, reply: reply.clone(), passed })?;
+    if !passed {
+        bail!("the probe function did not answer as built: {reply}");
+    }
+    Ok(())
+}
+
+pub fn build(args: &BuildArgs, out: Output) -> Result<()> {
+    let names: Vec<String> = match args.example {
+        Some(id) => vec![id.to_string()],
+        None => stack::declared().map(str::to_owned).collect(),
+    };
+    let mut packages: Vec<String> = Vec::new();
+    for name in names {
+        for function in stack::load(&name)?.functions {
+            if !packages.contains(&function.package) {
+                packages.push(function.package);
+            }
+        }
+    }
+    let artifacts = toolchain::build(&packages)?;
+    let mut rows: Vec<Vec<String>> = artifacts
+        .iter()
+        .map(|(package, artifact)| {
+            vec![package.clone(), format!("{} KiB", artifact.zip.len() / 1024), artifact.code_sha256[..12].to_owned()]
+        })
+        .collect();
+    rows.sort();
+    out.table("Built for provided.al2023 (x86_64)", &["function crate", "zip", "code sha256"], rows);
+    out.json(&artifacts.iter().map(|(p, a)| (p.clone(), a.code_sha256.clone())).collect::<HashMap<_, _>>())
+}
+
+pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
+    let port = emulator::port()?;
+    match command {
+        EmulatorCommand::Up => {
+            let started = emulator::up(port)?;
+            out.say(format!(
+                "MiniStack {} {} at {}",
+                emulator::MINISTACK_VERSION,
+                if started { "started" } else { "already running" },
+                emulator::endpoint(port)
+            ));
+            out.json(&emulator::status(port)?)
+        }
+        EmulatorCommand::Down => {
+            let stopped = emulator::down(port)?;
+            out.say(if stopped {
+                "stopped the embedded emulator"
+            } else {
+                "no emulator started by labs is running on this port"
+            });
+            out.json(&serde_json::json!({ "stopped": stopped }))
+        }
+        EmulatorCommand::Status => {
+            let status = emulator::status(port)?;
+            out.table(
+                "",
+                &["installed", "running", "healthy", "started by labs", "endpoint"],
+                [vec![
+                    status.installed.to_string(),
+                    status.running.to_string(),
+                    status.healthy.to_string(),
+                    status.started_by_labs.to_string(),
+                    status.endpoint.clone(),
+                ]],
+            );
+            out.json(&status)
+        }
+        EmulatorCommand::Logs { tail } => {
+            let path = emulator::log_file(port)?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|_| anyhow::anyhow!("no log yet at {}", path.display()))?;
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(*tail)..] {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        EmulatorCommand::Reset => {
+            emulator::reset(port)?;
+            out.say("the emulator dropped every resource and record");
+            Ok(())
+        }
+        EmulatorCommand::Path => {
+            println!("{}", emulator::home()?.display());
+            Ok(())
+        }
+    }
+}

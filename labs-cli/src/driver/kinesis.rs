@@ -1,0 +1,344 @@
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::primitives::{Blob, DateTime};
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use indicatif::ProgressBar;
+use labs_core::partition::{ShardRange, shard_for_key};
+use labs_infra::SdkContext;
+use serde::Serialize;
+
+/// PutRecords takes at most 500 records and 5 MiB per call.
+pub const MAX_BATCH_RECORDS: usize = 500;
+pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
+const MAX_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Shard {
+    pub shard_id: String,
+    pub parent_shard_id: Option<String>,
+    pub adjacent_parent_shard_id: Option<String>,
+    pub starting_hash_key: String,
+    pub ending_hash_key: String,
+    /// Closed shards (after a split or merge) have an ending sequence number.
+    pub open: bool,
+}
+
+impl Shard {
+    pub fn range(&self) -> Result<ShardRange> {
+        Ok(ShardRange::parse(&self.shard_id, &self.starting_hash_key, &self.ending_hash_key)?)
+    }
+}
+
+/// Every shard of a stream, parents before their children.
+pub async fn list_shards(client: &Client, stream: &str) -> Result<Vec<Shard>> {
+    let mut shards = Vec::new();
+    let mut next_token: Option<String> = None;
+    loop {
+        let request = match &next_token {
+            Some(token) => client.list_shards().next_token(token),
+            None => client.list_shards().stream_name(stream),
+        };
+        let out = request.send().await.map_err(|err| {
+            if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) {
+                anyhow::anyhow!(
+                    "stream {stream} does not exist (did you run `labs up` for its example, with the same --prefix?)"
+                )
+            } else {
+                anyhow::anyhow!(
+                    "listing shards of {stream}: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                )
+            }
+        })?;
+        for shard in out.shards() {
+            let range = shard.hash_key_range();
+            shards.push(Shard {
+                shard_id: shard.shard_id().to_owned(),
+                parent_shard_id: shard.parent_shard_id().map(str::to_owned),
+                adjacent_parent_shard_id: shard.adjacent_parent_shard_id().map(str::to_owned),
+                starting_hash_key: range.map(|r| r.starting_hash_key().to_owned()).unwrap_or_default(),
+                ending_hash_key: range.map(|r| r.ending_hash_key().to_owned()).unwrap_or_default(),
+                open: shard.sequence_number_range().and_then(|r| r.ending_sequence_number()).is_none(),
+            });
+        }
+        next_token = out.next_token().map(str::to_owned);
+        if next_token.is_none() {
+            break;
+        }
+    }
+    Ok(labs_core::lineage::parents_first(shards, |s| {
+        (s.shard_id.clone(), [s.parent_shard_id.clone(), s.adjacent_parent_shard_id.clone()])
+    }))
+}
+
+/// One record to produce.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub partition_key: String,
+    pub data: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProduceStats {
+    pub records: usize,
+    pub calls: usize,
+    /// Entries PutRecords refused (throttled or failed) and that were sent again.
+    pub retried_entries: usize,
+    pub seconds: f64,
+}
+
+impl ProduceStats {
+    pub fn records_per_second(&self) -> f64 {
+        if self.seconds > 0.0 { self.records as f64 / self.seconds } else { 0.0 }
+    }
+}
+
+/// Keeps a producer under `rate` records per second, shared across concurrent senders.
+struct Pacer {
+    start: Instant,
+    sent: AtomicU64,
+    rate: Option<u32>,
+}
+
+impl Pacer {
+    async fn admit(&self, records: usize) {
+        let sent = self.sent.fetch_add(records as u64, Ordering::SeqCst);
+        if let Some(rate) = self.rate {
+            let due = self.start + Duration::from_secs_f64(sent as f64 / f64::from(rate.max(1)));
+            tokio::time::sleep_until(due.into()).await;
+        }
+    }
+}
+
+/// Cuts `records` into PutRecords calls: at most 500 records and 5 MiB each.
+pub fn batches(records: Vec<Outgoing>, max_records: usize) -> Vec<Vec<Outgoing>> {
+    let mut batches = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for record in records {
+        let size = record.data.len() + record.partition_key.len();
+        if !current.is_empty() && (current.len() == max_records || bytes + size > MAX_BATCH_BYTES) {
+            batches.push(std::mem::take(&mut current));
+            bytes = 0;
+        }
+        bytes += size;
+        current.push(record);
+    }
+    if !current.is_empty() {
+        batches.push(current);
+    }
+    batches
+}
+
+/// Sends one batch, re-sending the entries PutRecords refuses (throttling shows up here as
+/// `ProvisionedThroughputExceededException` per entry) with exponential backoff.
+async fn put_batch(client: &Client, stream: &str, batch: Vec<Outgoing>, stats: &mut ProduceStats) -> Result<()> {
+    let mut pending = batch;
+    for attempt in 0..MAX_ATTEMPTS {
+        let entries = pending
+            .iter()
+            .map(|r| {
+                PutRecordsRequestEntry::builder()
+                    .partition_key(&r.partition_key)
+                    .data(Blob::new(r.data.clone()))
+                    .build()
+                    .map_err(anyhow::Error::from)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = client
+            .put_records()
+            .stream_name(stream)
+            .set_records(Some(entries))
+            .send()
+            .await
+            .doing(format!("PutRecords to {stream}"))?;
+        stats.calls += 1;
+        if out.failed_record_count().unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        let failed: Vec<Outgoing> = pending
+            .into_iter()
+            .zip(out.records())
+            .filter(|(_, result)| result.error_code().is_some())
+            .map(|(record, _)| record)
+            .collect();
+        stats.retried_entries += failed.len();
+        pending = failed;
+        tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+    }
+    bail!("{} records to {stream} were still refused after {MAX_ATTEMPTS} attempts", pending.len())
+}
+
+/// Produces `records` as fast as the stream takes them (or at `rate`), one sender per shard so
+/// the shards fill in parallel while each shard's records keep their order.
+pub async fn produce(
+    client: &Client,
+    stream: &str,
+    records: Vec<Outgoing>,
+    rate: Option<u32>,
+    progress: &ProgressBar,
+) -> Result<ProduceStats> {
+    let started = Instant::now();
+    let total = records.len();
+    let shards = list_shards(client, stream).await?;
+    let ranges: Vec<ShardRange> = shards.iter().filter(|s| s.open).map(Shard::range).collect::<Result<_>>()?;
+    let mut per_shard: BTreeMap<usize, Vec<Outgoing>> = BTreeMap::new();
+    for record in records {
+        let shard = shard_for_key(&ranges, &record.partition_key).unwrap_or(0);
+        per_shard.entry(shard).or_default().push(record);
+    }
+    let pacer = Arc::new(Pacer { start: Instant::now(), sent: AtomicU64::new(0), rate });
+    let max_records = rate.map_or(MAX_BATCH_RECORDS, |r| (r as usize).clamp(1, MAX_BATCH_RECORDS));
+    let mut senders = tokio::task::JoinSet::new();
+    for (_, shard_records) in per_shard {
+        let (client, stream, pacer, progress) = (client.clone(), stream.to_owned(), pacer.clone(), progress.clone());
+        senders.spawn(async move {
+            let mut stats = ProduceStats::default();
+            for batch in batches(shard_records, max_records) {
+                let len = batch.len();
+                pacer.admit(len).await;
+                put_batch(&client, &stream, batch, &mut stats).await?;
+                progress.inc(len as u64);
+            }
+            anyhow::Ok(stats)
+        });
+    }
+    let mut stats = ProduceStats { records: total, ..Default::default() };
+    while let Some(joined) = senders.join_next().await {
+        let sender = joined??;
+        stats.calls += sender.calls;
+        stats.retried_entries += sender.retried_entries;
+    }
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// The baseline the benchmark compares against: one PutRecords call after another.
+pub async fn produce_sequentially(client: &Client, stream: &str, records: Vec<Outgoing>) -> Result<ProduceStats> {
+    let started = Instant::now();
+    let mut stats = ProduceStats { records: records.len(), ..Default::default() };
+    for batch in batches(records, MAX_BATCH_RECORDS) {
+        put_batch(client, stream, batch, &mut stats).await?;
+    }
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// Where a consumer starts reading a shard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Position {
+    TrimHorizon,
+    Latest,
+    AtTimestamp(DateTime),
+    AfterSequence(String),
+}
+
+/// One record as a consumer read it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Incoming {
+    pub shard_id: String,
+    pub sequence_number: String,
+    pub partition_key: String,
+    #[serde(skip)]
+    pub data: Vec<u8>,
+    /// Milliseconds since the epoch when Kinesis accepted the record.
+    pub arrival_millis: i64,
+    /// How far this read was behind the tip of the shard (MillisBehindLatest).
+    pub millis_behind_latest: i64,
+}
+
+async fn shard_iterator(client: &Client, stream: &str, shard_id: &str, position: &Position) -> Result<Option<String>> {
+    let request = client.get_shard_iterator().stream_name(stream).shard_id(shard_id);
+    let request = match position {
+        Position::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        Position::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+        Position::AtTimestamp(at) => request.shard_iterator_type(ShardIteratorType::AtTimestamp).timestamp(*at),
+        Position::AfterSequence(seq) => {
+            request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).starting_sequence_number(seq)
+        }
+    };
+    let out = request.send().await.doing(format!("getting a shard iterator for {stream}/{shard_id}"))?;
+    Ok(out.shard_iterator().map(str::to_owned))
+}
+
+/// How long a reader keeps polling.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// Until it has caught up with the tip (MillisBehindLatest = 0 and nothing returned).
+    CaughtUp,
+    /// Until interrupted (or `limit`).
+    Forever,
+}
+
+/// Polls one shard from `position`, in order, the way a log consumer does: the iterator it gets
+/// back is its offset. Stops at the tip (or a closed shard's end), or after `limit` records.
+pub async fn read_shard(
+    client: &Client,
+    stream: &str,
+    shard_id: &str,
+    position: &Position,
+    until: Until,
+    limit: Option<usize>,
+    mut on_record: impl FnMut(&Incoming),
+) -> Result<Vec<Incoming>> {
+    let mut records = Vec::new();
+    let mut iterator = shard_iterator(client, stream, shard_id, position).await?;
+    while let Some(current) = iterator {
+        let out = client
+            .get_records()
+            .shard_iterator(&current)
+            .limit(10_000)
+            .send()
+            .await
+            .doing(format!("GetRecords on {stream}/{shard_id}"))?;
+        let behind = out.millis_behind_latest().unwrap_or(0);
+        for record in out.records() {
+            let incoming = Incoming {
+                shard_id: shard_id.to_owned(),
+                sequence_number: record.sequence_number().to_owned(),
+                partition_key: record.partition_key().to_owned(),
+                data: record.data().as_ref().to_vec(),
+                arrival_millis: record.approximate_arrival_timestamp().map_or(0, |t| t.to_millis().unwrap_or(0)),
+                millis_behind_latest: behind,
+            };
+            on_record(&incoming);
+            records.push(incoming);
+            if limit.is_some_and(|limit| records.len() >= limit) {
+                return Ok(records);
+            }
+        }
+        iterator = out.next_shard_iterator().map(str::to_owned);
+        if out.records().is_empty() {
+            match until {
+                Until::CaughtUp if behind == 0 => break,
+                // An empty page while behind: the shard has a gap; ask again right away.
+                Until::CaughtUp => {}
+                Until::Forever => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Reads every shard from `position`, parents before children, and returns records per shard.
+pub async fn read_stream(client: &Client, stream: &str, position: &Position) -> Result<Vec<Incoming>> {
+    let mut all = Vec::new();
+    for shard in list_shards(client, stream).await? {
+        all.extend(read_shard(client, stream, &shard.shard_id, position, Until::CaughtUp, None, |_| {}).await?);
+    }
+    Ok(all)
+}
+
+/// Groups records by shard, keeping each shard's order.
+pub fn by_shard(records: &[Incoming]) -> HashMap<&str, Vec<&Incoming>> {
+    let mut map: HashMap<&str, Vec<&Incoming>> = HashMap::new();
+    for record in records {
+        map.entry(record.shard_id.as_str()).or_default().push(record);
+    }
+    map
+}

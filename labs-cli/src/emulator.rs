@@ -1,0 +1,271 @@
+//! The embedded emulator: MiniStack, installed (pinned) into a private virtualenv under the
+//! user's data directory on first use, started on 127.0.0.1, and reused afterwards.
+//!
+//! One instance per port: its pid and log live in `<home>/run/ministack-<port>.*`, so a test run
+//! on its own port never touches a learner's emulator on 4566.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+pub const MINISTACK_VERSION: &str = "1.5.33";
+pub const DEFAULT_PORT: u16 = 4566;
+/// The services the labs use; naming them shortens start-up.
+const SERVICES: &str = "kinesis,sns,sqs,dynamodb,dynamodbstreams,lambda,iam,sts,logs";
+
+/// Where labs keeps its private tools: `LABS_HOME`, else the user's data directory.
+pub fn home() -> Result<PathBuf> {
+    if let Some(dir) = crate::cli::data_dir_override() {
+        return Ok(dir);
+    }
+    Ok(dirs::data_dir().context("cannot tell where your data directory is: set LABS_HOME")?.join("stream-labs"))
+}
+
+/// The emulator's port: `LABS_EMULATOR_PORT`, else 4566.
+pub fn port() -> Result<u16> {
+    match std::env::var("LABS_EMULATOR_PORT") {
+        Ok(text) => text.parse().with_context(|| format!("LABS_EMULATOR_PORT={text} is not a port number")),
+        Err(_) => Ok(DEFAULT_PORT),
+    }
+}
+
+pub fn endpoint(port: u16) -> String {
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The virtualenv that holds MiniStack and cargo-lambda.
+pub fn venv() -> Result<PathBuf> {
+    Ok(home()?.join("venv"))
+}
+
+fn run_dir() -> Result<PathBuf> {
+    let dir = home()?.join("run");
+    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn pid_file(port: u16) -> Result<PathBuf> {
+    Ok(run_dir()?.join(format!("ministack-{port}.pid")))
+}
+
+pub fn log_file(port: u16) -> Result<PathBuf> {
+    Ok(run_dir()?.join(format!("ministack-{port}.log")))
+}
+
+/// Holds an exclusive lock on a file under `run/` while alive: installs and starts by parallel
+/// `labs` processes (tests, two terminals) take turns instead of racing.
+pub struct Lock(#[allow(dead_code)] File);
+
+pub fn lock(name: &str) -> Result<Lock> {
+    let path = run_dir()?.join(format!("{name}.lock"));
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+    file.lock().with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(Lock(file))
+}
+
+/// Installs `packages` (pip specs) into the private virtualenv unless `marker` already exists.
+pub fn pip_install(packages: &[&str], marker: &Path, what: &str) -> Result<()> {
+    let _lock = lock("venv")?;
+    if marker.exists() {
+        return Ok(());
+    }
+    let venv = venv()?;
+    let python = which_python()?;
+    let spinner = crate::output::spinner(&format!("installing {what} into {}", venv.display()));
+    if !venv.join("bin/pip").exists() {
+        let out = Command::new(&python).args(["-m", "venv"]).arg(&venv).output()?;
+        if !out.status.success() {
+            bail!(
+                "could not create a virtualenv with {python}: {} (on Debian/Ubuntu: apt install python3-venv)",
+                last_line(&out.stderr)
+            );
+        }
+    }
+    let out = Command::new(venv.join("bin/pip"))
+        .args(["install", "--disable-pip-version-check", "--quiet"])
+        .args(packages)
+        .output()?;
+    spinner.finish_and_clear();
+    if !out.status.success() {
+        bail!("pip could not install {}: {}", packages.join(" "), last_line(&out.stderr));
+    }
+    if !marker.exists() {
+        bail!("pip installed {} but {} is missing", packages.join(" "), marker.display());
+    }
+    Ok(())
+}
+
+fn which_python() -> Result<String> {
+    for candidate in ["python3", "python"] {
+        if let Ok(out) = Command::new(candidate).arg("--version").output()
+            && out.status.success()
+        {
+            return Ok(candidate.to_owned());
+        }
+    }
+    bail!(
+        "Python 3 is needed to install the embedded emulator: install python3, or pass --endpoint-url to use another emulator"
+    )
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_owned()
+}
+
+fn ministack_bin() -> Result<PathBuf> {
+    Ok(venv()?.join("bin/ministack"))
+}
+
+pub fn install() -> Result<()> {
+    let marker = venv()?.join(format!(".ministack-{MINISTACK_VERSION}"));
+    if marker.exists() {
+        return Ok(());
+    }
+    pip_install(
+        &[&format!("ministack=={MINISTACK_VERSION}")],
+        &ministack_bin()?,
+        &format!("MiniStack {MINISTACK_VERSION}"),
+    )?;
+    File::create(&marker)?;
+    Ok(())
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().new_agent()
+}
+
+/// Whether an emulator answers its health check on `endpoint`.
+pub fn healthy(endpoint: &str) -> bool {
+    let agent = agent();
+    ["/_ministack/health", "/_localstack/health"]
+        .iter()
+        .any(|path| agent.get(&format!("{endpoint}{path}")).call().is_ok_and(|r| r.status().is_success()))
+}
+
+fn read_pid(port: u16) -> Result<Option<i32>> {
+    let path = pid_file(port)?;
+    Ok(fs::read_to_string(path).ok().and_then(|text| text.trim().parse().ok()))
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub installed: bool,
+    pub version: &'static str,
+    pub endpoint: String,
+    pub running: bool,
+    pub healthy: bool,
+    pub started_by_labs: bool,
+    pub pid: Option<i32>,
+    pub home: PathBuf,
+}
+
+pub fn status(port: u16) -> Result<Status> {
+    let endpoint = endpoint(port);
+    let pid = read_pid(port)?.filter(|pid| alive(*pid));
+    let healthy = healthy(&endpoint);
+    Ok(Status {
+        installed: venv()?.join(format!(".ministack-{MINISTACK_VERSION}")).exists(),
+        version: MINISTACK_VERSION,
+        running: pid.is_some() || healthy,
+        healthy,
+        started_by_labs: pid.is_some(),
+        pid,
+        endpoint,
+        home: home()?,
+    })
+}
+
+/// Installs if needed, then starts the emulator on `port` unless one already answers there.
+/// Returns whether this call started it.
+pub fn up(port: u16) -> Result<bool> {
+    let endpoint = endpoint(port);
+    if healthy(&endpoint) {
+        return Ok(false);
+    }
+    install()?;
+    let _lock = lock(&format!("ministack-{port}"))?;
+    if healthy(&endpoint) {
+        return Ok(false); // another labs process started it while we waited for the lock
+    }
+    if std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok() {
+        bail!("port {port} is taken by something that is not an emulator: set LABS_EMULATOR_PORT to a free port");
+    }
+    let log_path = log_file(port)?;
+    let log = File::create(&log_path)?;
+    let mut child = Command::new(ministack_bin()?)
+        .current_dir(run_dir()?)
+        .env("BIND_HOST", "127.0.0.1")
+        .env("GATEWAY_PORT", port.to_string())
+        // Lambdas inherit it: without it a function's own SDK calls would go to real AWS.
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("SERVICES", SERVICES)
+        .env_remove("LOCALSTACK_PERSISTENCE")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: `down` stops it and every function process it spawned at once.
+        .process_group(0)
+        .spawn()
+        .context("could not start MiniStack")?;
+    fs::write(pid_file(port)?, child.id().to_string())?;
+    let spinner = crate::output::spinner(&format!("starting MiniStack on {endpoint}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if healthy(&endpoint) {
+            spinner.finish_and_clear();
+            return Ok(true);
+        }
+        if let Some(exit) = child.try_wait()? {
+            spinner.finish_and_clear();
+            let log = fs::read(&log_path).unwrap_or_default();
+            bail!("MiniStack exited at start ({exit}): {} (log: {})", last_line(&log), log_path.display());
+        }
+        if Instant::now() > deadline {
+            spinner.finish_and_clear();
+            bail!("MiniStack did not become healthy within 60 s (log: {})", log_path.display());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Stops the emulator this machine's labs started on `port`, with every process it spawned.
+/// Returns false when there was nothing of ours to stop.
+pub fn down(port: u16) -> Result<bool> {
+    let Some(pid) = read_pid(port)? else {
+        return Ok(false);
+    };
+    let pid_path = pid_file(port)?;
+    if !alive(pid) {
+        fs::remove_file(pid_path).ok();
+        return Ok(false);
+    }
+    // SAFETY: plain signal sends to the process group labs created (pgid == pid).
+    unsafe { libc::kill(-pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    fs::remove_file(pid_path).ok();
+    Ok(true)
+}
+
+pub fn reset(port: u16) -> Result<()> {
+    let endpoint = endpoint(port);
+    let response = agent().post(&format!("{endpoint}/_ministack/reset")).send_empty();
+    match response {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => bail!("the emulator at {endpoint} refused to reset (HTTP {})", r.status()),
+        Err(err) => bail!("cannot reach the emulator at {endpoint}: {err} (start it with `labs emulator up`)"),
+    }
+}

@@ -1,0 +1,90 @@
+//! `labs`: provision, drive, verify and tear down the Stream Labs examples.
+//! `main` only parses, dispatches, and turns errors into one line and an exit code.
+
+mod cli;
+mod commands;
+mod driver;
+mod emulator;
+mod examples;
+mod output;
+mod target;
+mod toolchain;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use crate::cli::{Cli, Command};
+use crate::output::Output;
+use crate::target::Target;
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let out = Output::new(cli.global.json);
+    let global = &cli.global;
+    match &cli.command {
+        Command::List => commands::list(out)?,
+        Command::Status => commands::status(global, out).await?,
+        Command::Up(args) => commands::up(global, args, out).await?,
+        Command::Down(args) => commands::down(global, args, out).await?,
+        Command::Run(args) => {
+            let target = Target::resolve(global, true).await?;
+            examples::run(&target, args, out).await?;
+        }
+        Command::Verify(args) => {
+            let target = Target::resolve(global, true).await?;
+            if !examples::verify(&target, args.example, out).await? {
+                eprintln!("error: {} failed verification (see the checks above)", args.example);
+                return Ok(ExitCode::FAILURE);
+            }
+            out.say(format!("{} verified.", args.example));
+        }
+        Command::Produce(args) => commands::produce(global, args, out).await?,
+        Command::Consume(args) => commands::consume(global, args, out).await?,
+        Command::Build(args) => commands::build(args, out)?,
+        Command::Bench(args) => {
+            let target = Target::resolve(global, true).await?;
+            examples::bench(&target, args, out).await?;
+        }
+        Command::Doctor => commands::doctor(global, out).await?,
+        Command::Emulator(command) => commands::emulator(command, out)?,
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Cli::command(), "labs", &mut std::io::stdout());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    // A bug should still read as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        eprintln!("error: internal error: {message} (please report it)");
+    }));
+    let cli = Cli::parse();
+    if std::env::var_os("LABS_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("LABS_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            let message = format!("{err:#}").replace('\n', " ");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

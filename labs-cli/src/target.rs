@@ -1,0 +1,152 @@
+//! Where the labs run. One resolution, used by every command:
+//! `--aws` is real AWS; `--endpoint-url`/`AWS_ENDPOINT_URL` is any LocalStack-compatible endpoint
+//! (never started by labs); otherwise the embedded emulator, installed and started on demand.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use labs_infra::{Clients, SdkContext};
+use serde::Serialize;
+
+use crate::cli::GlobalArgs;
+use crate::emulator;
+use crate::output::note;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum TargetKind {
+    Embedded { endpoint: String },
+    Endpoint { endpoint: String },
+    Aws { account: String, region: String },
+}
+
+impl TargetKind {
+    pub fn describe(&self) -> String {
+        match self {
+            TargetKind::Embedded { endpoint } => {
+                format!("embedded emulator (MiniStack {}) at {endpoint}", emulator::MINISTACK_VERSION)
+            }
+            TargetKind::Endpoint { endpoint } => format!("endpoint {endpoint}"),
+            TargetKind::Aws { account, region } => format!("REAL AWS, account {account}, region {region}"),
+        }
+    }
+
+    pub fn is_aws(&self) -> bool {
+        matches!(self, TargetKind::Aws { .. })
+    }
+}
+
+pub struct Target {
+    pub kind: TargetKind,
+    pub clients: Clients,
+    pub prefix: String,
+    yes: bool,
+}
+
+/// Static credentials for emulators, which accept any.
+fn emulator_credentials() -> aws_sdk_kinesis::config::Credentials {
+    aws_sdk_kinesis::config::Credentials::new("test", "test", None, None, "labs-emulator")
+}
+
+fn region_from_env() -> String {
+    std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .unwrap_or_else(|_| "us-east-1".to_owned())
+}
+
+fn timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(60))
+        .build()
+}
+
+async fn emulator_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(region_from_env()))
+        .credentials_provider(emulator_credentials())
+        .timeout_config(timeouts())
+        .load()
+        .await
+}
+
+/// Whether something listens at an endpoint URL's host and port.
+fn reachable(endpoint: &str) -> bool {
+    let without_scheme = endpoint.split("://").nth(1).unwrap_or(endpoint);
+    let authority = without_scheme.split('/').next().unwrap_or_default();
+    let default_port = if endpoint.starts_with("https") { 443 } else { 80 };
+    let address = if authority.contains(':') { authority.to_owned() } else { format!("{authority}:{default_port}") };
+    use std::net::ToSocketAddrs;
+    address
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .any(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
+}
+
+impl Target {
+    /// Resolves the target from the global flags. `start_emulator` is false for commands that
+    /// only look (status): they report a stopped emulator instead of starting one.
+    pub async fn resolve(global: &GlobalArgs, start_emulator: bool) -> Result<Self> {
+        let (kind, config) = if global.aws {
+            let config = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await;
+            let region = config
+                .region()
+                .map(|r| r.to_string())
+                .context("no AWS region is configured: set AWS_REGION or a region in your profile")?;
+            let identity = Clients::new(&config)
+                .sts
+                .get_caller_identity()
+                .send()
+                .await
+                .doing("checking your AWS credentials (STS GetCallerIdentity)")?;
+            let account = identity.account().unwrap_or("unknown").to_owned();
+            (TargetKind::Aws { account, region }, config)
+        } else if let Some(endpoint) = &global.endpoint_url {
+            let endpoint = endpoint.trim_end_matches('/').to_owned();
+            if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+                bail!("--endpoint-url {endpoint} is not an http(s) URL");
+            }
+            if !reachable(&endpoint) {
+                bail!(
+                    "cannot reach {endpoint}: start that emulator, or unset AWS_ENDPOINT_URL / drop --endpoint-url to use the embedded one"
+                );
+            }
+            let config = emulator_config(&endpoint).await;
+            (TargetKind::Endpoint { endpoint }, config)
+        } else {
+            let port = emulator::port()?;
+            let endpoint = emulator::endpoint(port);
+            if start_emulator {
+                let blocking = tokio::task::spawn_blocking(move || emulator::up(port));
+                if blocking.await?? {
+                    note(format!("started the embedded emulator at {endpoint} (stop it with `labs emulator down`)"));
+                }
+            }
+            let config = emulator_config(&endpoint).await;
+            (TargetKind::Embedded { endpoint }, config)
+        };
+        note(format!("target: {}, prefix {}", kind.describe(), global.prefix));
+        Ok(Self { kind, clients: Clients::new(&config), prefix: global.prefix.clone(), yes: global.yes })
+    }
+
+    /// On real AWS, asks before changing anything; everywhere else, goes ahead.
+    pub fn confirm(&self, question: &str) -> Result<()> {
+        if !self.kind.is_aws() || self.yes {
+            return Ok(());
+        }
+        if !std::io::stdin().is_terminal() {
+            bail!("refusing to change real AWS without a confirmation: run in a terminal, or pass --yes");
+        }
+        eprint!("{question} [y/N] ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if matches!(answer.trim(), "y" | "Y" | "yes") { Ok(()) } else { bail!("stopped: nothing was changed") }
+    }
+}

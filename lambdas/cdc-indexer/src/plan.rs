@@ -1,0 +1,298 @@
+//! The pure half of the indexer: decode a batch of DynamoDB stream records and reduce it to one
+//! change per product. No I/O and no knowledge of the checkpoints; `apply` does that.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use labs_core::search_index::{Product, product_terms};
+use labs_core::sequence;
+use serde::Serialize;
+use serde_dynamo::{AttributeValue, Item};
+use thiserror::Error;
+
+/// The checkpoint table's counters item. No product may have this id.
+pub const STATS_ID: &str = "#stats";
+
+/// A stream record that cannot be processed. The handler fails the whole batch with it, so the
+/// event source mapping retries the batch (as it would on AWS) until the record expires, the
+/// retry limit discards it, or the code is fixed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("stream record #{index} (eventID {event_id:?}): {problem}")]
+pub struct DecodeError {
+    /// Position of the record in the batch, from 0.
+    pub index: usize,
+    pub event_id: String,
+    pub problem: DecodeProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeProblem {
+    #[error("unknown eventName {0:?} (expected INSERT, MODIFY or REMOVE)")]
+    UnknownEventName(String),
+    #[error("no dynamodb.SequenceNumber")]
+    MissingSequenceNumber,
+    #[error("dynamodb.SequenceNumber {0:?} is not a decimal number")]
+    BadSequenceNumber(String),
+    #[error("dynamodb.Keys has no \"id\" attribute")]
+    MissingId,
+    #[error("key \"id\" must be a non-empty string (S) attribute, found {0}")]
+    BadId(String),
+    #[error("product id {STATS_ID:?} is reserved for the checkpoint table's counters")]
+    ReservedId,
+    #[error("{0} record has no dynamodb.NewImage (the stream view type must be NEW_AND_OLD_IMAGES)")]
+    MissingNewImage(&'static str),
+    #[error("{image} does not decode into a Product: {reason}")]
+    BadImage { image: &'static str, reason: String },
+    #[error("{image} has id {image_id:?} but dynamodb.Keys has id {key_id:?}")]
+    IdMismatch { image: &'static str, image_id: String, key_id: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ChangeKind {
+    Insert,
+    Modify,
+    Remove,
+}
+
+impl ChangeKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Insert => "INSERT",
+            ChangeKind::Modify => "MODIFY",
+            ChangeKind::Remove => "REMOVE",
+        }
+    }
+}
+
+/// One stream record, decoded and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodedChange {
+    pub event_id: String,
+    pub product_id: String,
+    pub sequence_number: String,
+    pub kind: ChangeKind,
+    /// The item after the change (`None` for REMOVE).
+    pub new_image: Option<Product>,
+    /// The item before the change (`None` for INSERT).
+    pub old_image: Option<Product>,
+}
+
+/// Decodes the `index`th record of a batch.
+pub fn decode_record(index: usize, record: &EventRecord) -> Result<DecodedChange, DecodeError> {
+    let fail = |problem| DecodeError { index, event_id: record.event_id.clone(), problem };
+    let kind = match record.event_name.as_str() {
+        "INSERT" => ChangeKind::Insert,
+        "MODIFY" => ChangeKind::Modify,
+        "REMOVE" => ChangeKind::Remove,
+        other => return Err(fail(DecodeProblem::UnknownEventName(other.to_owned()))),
+    };
+    let sequence_number = match record.change.sequence_number.as_deref() {
+        None | Some("") => return Err(fail(DecodeProblem::MissingSequenceNumber)),
+        Some(s) if !s.bytes().all(|b| b.is_ascii_digit()) => {
+            return Err(fail(DecodeProblem::BadSequenceNumber(s.to_owned())));
+        }
+        Some(s) => s.to_owned(),
+    };
+    let product_id = match record.change.keys.get("id") {
+        None => return Err(fail(DecodeProblem::MissingId)),
+        Some(AttributeValue::S(id)) if !id.is_empty() => id.clone(),
+        Some(other) => return Err(fail(DecodeProblem::BadId(describe(other)))),
+    };
+    if product_id == STATS_ID {
+        return Err(fail(DecodeProblem::ReservedId));
+    }
+    let decode = |image: &'static str, item: &Item| -> Result<Option<Product>, DecodeError> {
+        if item.is_empty() {
+            return Ok(None);
+        }
+        let product: Product = serde_dynamo::from_item(item.clone())
+            .map_err(|e| fail(DecodeProblem::BadImage { image, reason: e.to_string() }))?;
+        if product.id != product_id {
+            return Err(fail(DecodeProblem::IdMismatch { image, image_id: product.id, key_id: product_id.clone() }));
+        }
+        Ok(Some(product))
+    };
+    // A REMOVE's desired state is "nothing", so a stray NewImage there is ignored.
+    let new_image = match kind {
+        ChangeKind::Remove => None,
+        _ => decode("NewImage", &record.change.new_image)?,
+    };
+    let old_image = decode("OldImage", &record.change.old_image)?;
+    if kind != ChangeKind::Remove && new_image.is_none() {
+        return Err(fail(DecodeProblem::MissingNewImage(kind.as_str())));
+    }
+    Ok(DecodedChange { event_id: record.event_id.clone(), product_id, sequence_number, kind, new_image, old_image })
+}
+
+/// A short description of an attribute's type, for error messages.
+fn describe(value: &AttributeValue) -> String {
+    match value {
+        AttributeValue::S(s) if s.is_empty() => "an empty string".into(),
+        AttributeValue::S(_) => "a string".into(),
+        AttributeValue::N(n) => format!("a number ({n})"),
+        AttributeValue::Bool(_) => "a boolean".into(),
+        AttributeValue::B(_) => "binary".into(),
+        AttributeValue::Null(_) => "NULL".into(),
+        AttributeValue::M(_) => "a map".into(),
+        AttributeValue::L(_) => "a list".into(),
+        AttributeValue::Ss(_) => "a string set".into(),
+        AttributeValue::Ns(_) => "a number set".into(),
+        AttributeValue::Bs(_) => "a binary set".into(),
+    }
+}
+
+/// What a batch asks for one product: the state after its last change in the batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedChange {
+    pub product_id: String,
+    /// Sequence number of the product's last change in the batch.
+    pub sequence_number: String,
+    pub kind: ChangeKind,
+    /// Terms the product should be indexed under afterwards; `None` when it was removed.
+    pub desired_terms: Option<BTreeSet<String>>,
+    /// Terms of every image (old and new) of the product's records in this batch. Some of them may
+    /// be in the index already (a backfill, or an attempt of this batch that crashed before its
+    /// checkpoint write), so those not desired are deleted too.
+    pub seen_terms: BTreeSet<String>,
+    /// Sequence numbers of the product's earlier changes in this batch, superseded by this one.
+    pub superseded: Vec<String>,
+}
+
+impl PlannedChange {
+    pub fn is_delete(&self) -> bool {
+        self.desired_terms.is_none()
+    }
+}
+
+/// A batch reduced to one change per product, ordered by product id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BatchPlan {
+    pub changes: Vec<PlannedChange>,
+    pub records: u64,
+    pub inserts: u64,
+    pub modifies: u64,
+    pub removes: u64,
+    /// Records superseded by a later change to the same product in the batch.
+    pub superseded: u64,
+}
+
+/// Decodes every record of `event` and keeps, per product, its last change (by sequence number,
+/// compared numerically). Fails on the first record that cannot be decoded.
+pub fn plan_batch(event: &Event) -> Result<BatchPlan, DecodeError> {
+    let mut plan = BatchPlan::default();
+    let mut by_product: BTreeMap<String, Vec<DecodedChange>> = BTreeMap::new();
+    for (index, record) in event.records.iter().enumerate() {
+        let change = decode_record(index, record)?;
+        plan.records += 1;
+        match change.kind {
+            ChangeKind::Insert => plan.inserts += 1,
+            ChangeKind::Modify => plan.modifies += 1,
+            ChangeKind::Remove => plan.removes += 1,
+        }
+        by_product.entry(change.product_id.clone()).or_default().push(change);
+    }
+    for (product_id, mut changes) in by_product {
+        // Stable sort: of two records with the same sequence number, the later one in the batch wins.
+        changes.sort_by(|a, b| sequence::compare(&a.sequence_number, &b.sequence_number));
+        let last = changes.pop().expect("every product has at least one change");
+        let mut seen_terms = BTreeSet::new();
+        for change in changes.iter().chain([&last]) {
+            for image in change.old_image.iter().chain(&change.new_image) {
+                seen_terms.extend(product_terms(image));
+            }
+        }
+        plan.superseded += changes.len() as u64;
+        plan.changes.push(PlannedChange {
+            product_id,
+            sequence_number: last.sequence_number,
+            kind: last.kind,
+            desired_terms: last.new_image.as_ref().map(product_terms),
+            seen_terms,
+            superseded: changes.into_iter().map(|c| c.sequence_number).collect(),
+        });
+    }
+    Ok(plan)
+}
+
+/// Whether sequence number `a` is strictly after `b`.
+pub fn is_after(a: &str, b: &str) -> bool {
+    sequence::compare(a, b) == Ordering::Greater
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synthetic::{event, stream_record};
+
+    fn product(id: &str, name: &str) -> Product {
+        Product { id: id.into(), name: name.into(), ..Default::default() }
+    }
+
+    fn words(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn collapses_each_product_to_its_numerically_last_change() {
+        let (a1, a2, a3) = (product("a", "red hat"), product("a", "blue hat"), product("a", "green cap"));
+        let b = product("b", "oak desk");
+        let batch = event(vec![
+            stream_record("9", None, Some(&a1)),
+            stream_record("10", Some(&a1), Some(&a2)),
+            stream_record("8", None, Some(&b)),
+            // Out of order in the batch: still the newest for "a".
+            stream_record("100", Some(&a2), Some(&a3)),
+            stream_record("99", Some(&b), None),
+        ]);
+        let plan = plan_batch(&batch).unwrap();
+        assert_eq!((plan.records, plan.inserts, plan.modifies, plan.removes), (5, 2, 2, 1));
+        assert_eq!(plan.superseded, 3);
+        assert_eq!(plan.changes.len(), 2);
+        let a = &plan.changes[0];
+        assert_eq!((a.product_id.as_str(), a.sequence_number.as_str(), a.kind), ("a", "100", ChangeKind::Modify));
+        assert_eq!(a.desired_terms, Some(words(&["cap", "green"])));
+        assert_eq!(a.seen_terms, words(&["blue", "cap", "green", "hat", "red"]));
+        assert_eq!(a.superseded, vec!["9".to_string(), "10".to_string()]);
+        let b = &plan.changes[1];
+        assert_eq!((b.sequence_number.as_str(), b.kind), ("99", ChangeKind::Remove));
+        assert!(b.is_delete());
+        assert_eq!(b.seen_terms, words(&["desk", "oak"]));
+    }
+
+    #[test]
+    fn equal_sequence_numbers_keep_the_later_record() {
+        let (x, y) = (product("a", "first"), product("a", "second"));
+        let plan =
+            plan_batch(&event(vec![stream_record("5", None, Some(&x)), stream_record("05", None, Some(&y))])).unwrap();
+        assert_eq!(plan.changes[0].desired_terms, Some(words(&["second"])));
+        assert_eq!(plan.superseded, 1);
+    }
+
+    #[test]
+    fn an_empty_batch_plans_nothing() {
+        assert_eq!(plan_batch(&Event::default()).unwrap(), BatchPlan::default());
+    }
+
+    #[test]
+    fn a_remove_ignores_a_stray_new_image() {
+        let mut record = stream_record("7", Some(&product("a", "x")), None);
+        record.change.new_image.insert("name".into(), AttributeValue::L(vec![]));
+        let change = decode_record(0, &record).unwrap();
+        assert_eq!((change.kind, change.new_image), (ChangeKind::Remove, None));
+    }
+
+    #[test]
+    fn errors_name_the_record_and_the_problem() {
+        let mut record = stream_record("7", None, Some(&product("a", "x")));
+        record.event_id = "abc".into();
+        record.change.old_image.insert("id".into(), AttributeValue::S("a".into()));
+        record.change.old_image.insert("price".into(), AttributeValue::S("cheap".into()));
+        let err = decode_record(3, &record).unwrap_err();
+        assert_eq!(err.index, 3);
+        assert!(matches!(err.problem, DecodeProblem::BadImage { image: "OldImage", .. }));
+        let message = err.to_string();
+        assert!(message.starts_with("stream record #3 (eventID \"abc\"): OldImage does not decode"), "{message}");
+    }
+}

@@ -1,0 +1,257 @@
+//! Where the index and the checkpoints live: the trait the apply step needs, its item shapes, and
+//! an in-memory implementation for tests and for handler-only benchmarks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+
+use labs_core::search_index::IndexEntry;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A row of the index table: partition key `term`, sort key `product_id`, and `seq`, the stream
+/// sequence number of the change that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct IndexItem {
+    pub term: String,
+    pub product_id: String,
+    pub seq: String,
+}
+
+impl IndexItem {
+    pub fn entry(&self) -> IndexEntry {
+        (self.term.clone(), self.product_id.clone())
+    }
+}
+
+/// A row of the checkpoint table (partition key `product_id`): the last change applied to a
+/// product and the terms it is indexed under since.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub product_id: String,
+    /// Stream sequence number (decimal string) of the last applied change.
+    pub seq: String,
+    /// Terms currently indexed for the product (a list, so it may be empty).
+    #[serde(default)]
+    pub terms: Vec<String>,
+    /// Whether the last applied change was a REMOVE.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+/// A checkpoint write, conditional on the stored `seq` still being what was read (`None`: no
+/// checkpoint). DynamoDB compares strings as text, not as numbers, so "lower than mine" is checked
+/// in code when reading and enforced as compare-and-swap when writing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointCommit {
+    pub checkpoint: Checkpoint,
+    pub expected_seq: Option<String>,
+}
+
+/// The counters of the checkpoint table's `#stats` item, added to once per batch. Also the shape
+/// to read that item back with (`serde_dynamo::from_item`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BatchStats {
+    /// Invocations that got as far as recording their counters.
+    pub batches: u64,
+    /// Stream records received, duplicates included.
+    pub records: u64,
+    pub inserts: u64,
+    pub modifies: u64,
+    pub removes: u64,
+    /// Records whose change was written to the index (at most one per product per batch).
+    pub applied: u64,
+    /// Records at or below the product's checkpoint (redeliveries, or changes older than one
+    /// already applied), and changes that lost a checkpoint race to another writer.
+    pub stale_skipped: u64,
+    /// Records superseded by a later change to the same product in the same batch.
+    pub collapsed: u64,
+}
+
+impl BatchStats {
+    pub fn add(&mut self, other: &BatchStats) {
+        self.batches += other.batches;
+        self.records += other.records;
+        self.inserts += other.inserts;
+        self.modifies += other.modifies;
+        self.removes += other.removes;
+        self.applied += other.applied;
+        self.stale_skipped += other.stale_skipped;
+        self.collapsed += other.collapsed;
+    }
+
+    /// The counters as `(attribute name, value)` pairs, in a fixed order.
+    pub fn counters(&self) -> [(&'static str, u64); 8] {
+        [
+            ("batches", self.batches),
+            ("records", self.records),
+            ("inserts", self.inserts),
+            ("modifies", self.modifies),
+            ("removes", self.removes),
+            ("applied", self.applied),
+            ("stale_skipped", self.stale_skipped),
+            ("collapsed", self.collapsed),
+        ]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum StoreError {
+    #[error("DynamoDB {operation} failed: {message}")]
+    Dynamo { operation: &'static str, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Storage for the index and the checkpoints. Every write must be idempotent except
+/// `commit_checkpoints`, which is conditional.
+pub trait IndexStore {
+    /// Strongly consistent reads of the checkpoints of `product_ids` (distinct). Absent ones are
+    /// left out of the map.
+    fn get_checkpoints(
+        &self,
+        product_ids: &[String],
+    ) -> impl Future<Output = Result<HashMap<String, Checkpoint>, StoreError>> + Send;
+
+    /// Puts and deletes index rows. No key appears twice across `puts` and `deletes`.
+    fn write_index(
+        &self,
+        puts: &[IndexItem],
+        deletes: &[IndexEntry],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes each checkpoint if its condition holds. Returns, per commit and in order, whether
+    /// it was written (`false`: the condition failed, another writer got there first).
+    fn commit_checkpoints(
+        &self,
+        commits: &[CheckpointCommit],
+    ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
+
+    /// Adds `stats` to the `#stats` counters.
+    fn add_stats(&self, stats: &BatchStats) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+type Hook = Box<dyn FnOnce(&mut MemoryState) + Send>;
+
+/// Everything a [`MemoryStore`] holds.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryState {
+    /// Index rows: `(term, product_id)` → `seq`.
+    pub index: BTreeMap<IndexEntry, String>,
+    pub checkpoints: BTreeMap<String, Checkpoint>,
+    pub stats: BatchStats,
+    /// Calls made, for tests that count round trips.
+    pub index_writes: u64,
+    pub checkpoint_commits: u64,
+}
+
+/// An in-memory [`IndexStore`] with the same conditional semantics as the DynamoDB one, plus
+/// fault injection for tests.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<MemoryState>,
+    /// Number of upcoming `commit_checkpoints` calls that fail without writing anything.
+    failing_commits: Mutex<usize>,
+    /// Run against the state just before the next `commit_checkpoints` (a concurrent writer).
+    before_commit: Mutex<Option<Hook>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A store that already holds `index` rows (with sequence number "0"), as after a backfill.
+    pub fn with_index(index: impl IntoIterator<Item = IndexEntry>) -> Self {
+        let store = Self::new();
+        store.state().index = index.into_iter().map(|entry| (entry, "0".to_owned())).collect();
+        store
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, MemoryState> {
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A copy of everything stored.
+    pub fn snapshot(&self) -> MemoryState {
+        self.state().clone()
+    }
+
+    /// The index rows as `(term, product_id)` pairs.
+    pub fn index(&self) -> BTreeSet<IndexEntry> {
+        self.state().index.keys().cloned().collect()
+    }
+
+    pub fn checkpoint(&self, product_id: &str) -> Option<Checkpoint> {
+        self.state().checkpoints.get(product_id).cloned()
+    }
+
+    pub fn stats(&self) -> BatchStats {
+        self.state().stats
+    }
+
+    /// Makes the next `n` checkpoint commits fail with an error after the index writes, as if the
+    /// function crashed or timed out between the two.
+    pub fn fail_next_commits(&self, n: usize) {
+        *self.failing_commits.lock().unwrap() = n;
+    }
+
+    /// Runs `hook` on the state just before the next checkpoint commit, to play a concurrent
+    /// writer that slips in between the checkpoint read and the commit.
+    pub fn before_next_commit(&self, hook: impl FnOnce(&mut MemoryState) + Send + 'static) {
+        *self.before_commit.lock().unwrap() = Some(Box::new(hook));
+    }
+}
+
+impl IndexStore for MemoryStore {
+    async fn get_checkpoints(&self, product_ids: &[String]) -> Result<HashMap<String, Checkpoint>, StoreError> {
+        let state = self.state();
+        Ok(product_ids.iter().filter_map(|id| state.checkpoints.get(id).map(|cp| (id.clone(), cp.clone()))).collect())
+    }
+
+    async fn write_index(&self, puts: &[IndexItem], deletes: &[IndexEntry]) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.index_writes += 1;
+        for item in puts {
+            state.index.insert(item.entry(), item.seq.clone());
+        }
+        for entry in deletes {
+            state.index.remove(entry);
+        }
+        Ok(())
+    }
+
+    async fn commit_checkpoints(&self, commits: &[CheckpointCommit]) -> Result<Vec<bool>, StoreError> {
+        {
+            let mut failing = self.failing_commits.lock().unwrap();
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(StoreError::Other("injected failure before the checkpoint write".into()));
+            }
+        }
+        let hook = self.before_commit.lock().unwrap().take();
+        let mut state = self.state();
+        if let Some(hook) = hook {
+            hook(&mut state);
+        }
+        state.checkpoint_commits += 1;
+        Ok(commits
+            .iter()
+            .map(|commit| {
+                let id = &commit.checkpoint.product_id;
+                let stored = state.checkpoints.get(id).map(|cp| &cp.seq);
+                let holds = stored == commit.expected_seq.as_ref();
+                if holds {
+                    state.checkpoints.insert(id.clone(), commit.checkpoint.clone());
+                }
+                holds
+            })
+            .collect())
+    }
+
+    async fn add_stats(&self, stats: &BatchStats) -> Result<(), StoreError> {
+        self.state().stats.add(stats);
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Pure stream logic shared by the `labs` CLI and the Lambda functions.
+//!
+//! Nothing here talks to AWS or does I/O: event schemas, deterministic generators, and the checks
+//! that `labs verify` runs on data it has already read. That keeps every rule unit-testable and
+//! lets producer and consumer agree on one definition of each event.
+
+pub mod clickstream;
+pub mod lineage;
+pub mod log_check;
+pub mod partition;
+pub mod search_index;
+pub mod sequence;

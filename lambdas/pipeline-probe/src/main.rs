@@ -1,0 +1,6 @@
+use lambda_runtime::{Error, run, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    run(service_fn(pipeline_probe::handle)).await
+}

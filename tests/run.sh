@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh machine. Needs Rust and Python 3; installs the rest itself
+# (MiniStack, cargo-lambda and zig, into labs' private virtualenv), starts the embedded emulator
+# on its own port, and stops it (with every Lambda process it spawned) on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A port of its own, so a learner's emulator on 4566 is never touched.
+export LABS_EMULATOR_PORT="${LABS_EMULATOR_PORT:-4599}"
+
+cargo build --locked -p labs-cli
+labs=target/debug/labs
+
+started=no
+stop_emulator() {
+  if [ "$started" = yes ]; then
+    "$labs" emulator down || true
+  fi
+}
+trap stop_emulator EXIT INT TERM
+
+if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
+  if ! "$labs" emulator status --json | grep -q '"healthy": true'; then
+    started=yes
+    "$labs" emulator up
+  fi
+  endpoint="http://127.0.0.1:${LABS_EMULATOR_PORT}"
+else
+  endpoint="$AWS_ENDPOINT_URL"
+fi
+
+# Build every Lambda once up front (installs cargo-lambda and zig on first use), so tests
+# that deploy functions do not each wait for the compiler.
+"$labs" build
+
+# The indexer's DynamoDB store test talks to the same emulator.
+export CDC_INDEXER_TEST_ENDPOINT="$endpoint"
+cargo test --locked --workspace -- --include-ignored

@@ -1,0 +1,97 @@
+//! Shared by the integration tests: run the real `labs` binary against a real emulator.
+//!
+//! The emulator is the embedded one on `LABS_EMULATOR_PORT` (tests/run.sh starts it once for the
+//! whole run), or whatever `AWS_ENDPOINT_URL` names. Each test gets its own `--prefix`, so tests
+//! run in parallel without seeing each other's resources.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub fn labs_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_labs")
+}
+
+/// A unique prefix per test (and per test process, so reruns never collide with leftovers).
+pub fn prefix(name: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("t{}{}-{name}", std::process::id() % 100_000, n)
+}
+
+/// Starts the embedded emulator once per test binary unless an endpoint is given.
+fn ensure_emulator() {
+    static READY: OnceLock<()> = OnceLock::new();
+    READY.get_or_init(|| {
+        if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
+            let out = Command::new(labs_bin()).args(["emulator", "up"]).output().expect("run labs");
+            assert!(out.status.success(), "labs emulator up failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    });
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+
+    #[track_caller]
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    #[track_caller]
+    pub fn fails(self) -> Self {
+        assert_ne!(self.code, 0, "expected failure\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// The error line: exactly one line that starts with "error:", and no panic or backtrace.
+    #[track_caller]
+    pub fn error_line(&self) -> String {
+        let errors: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "expected one error line, got:\n{}", self.stderr);
+        assert!(!self.stderr.contains("panicked") && !self.stderr.contains("backtrace"), "{}", self.stderr);
+        errors[0].to_owned()
+    }
+}
+
+fn finish(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `labs` with these arguments, no emulator needed (bad-input tests).
+pub fn labs_offline(args: &[&str]) -> Run {
+    finish(Command::new(labs_bin()).args(args).output().expect("run labs"))
+}
+
+/// Runs `labs --prefix <prefix> <args>` against the test emulator.
+pub fn labs(prefix: &str, args: &[&str]) -> Run {
+    ensure_emulator();
+    finish(Command::new(labs_bin()).args(["--prefix", prefix]).args(args).output().expect("run labs"))
+}
+
+/// Removes an example's resources when a test ends, pass or fail.
+pub struct Teardown<'a> {
+    pub prefix: &'a str,
+    pub example: &'a str,
+}
+
+impl Drop for Teardown<'_> {
+    fn drop(&mut self) {
+        let _ = labs(self.prefix, &["down", self.example]);
+    }
+}
