@@ -66,7 +66,7 @@ pub enum Command {
     /// Drive an example: produce, consume, and explain what happens.
     Run(RunArgs),
     /// Check an example's outcome from the data itself; exits non-zero on any mismatch.
-    Verify(ExampleArg),
+    Verify(VerifyArgs),
     /// Remove exactly what `up` made for this prefix (idempotent).
     Down(ExampleArg),
     /// Produce generated clickstream events into a Kinesis stream.
@@ -93,6 +93,14 @@ pub enum Command {
 pub struct ExampleArg {
     /// example-1 ... example-7
     pub example: ExampleId,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    pub example: ExampleId,
+    /// Seconds derived data (an index, a projection) may take to catch up before a difference counts.
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
 }
 
 #[derive(Debug, Args)]

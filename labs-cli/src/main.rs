@@ -32,7 +32,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify(args) => {
             let target = Target::resolve(global, true).await?;
-            if !examples::verify(&target, args.example, out).await? {
+            if !examples::verify(&target, args, out).await? {
                 eprintln!("error: {} failed verification (see the checks above)", args.example);
                 return Ok(ExitCode::FAILURE);
             }

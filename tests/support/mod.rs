@@ -95,3 +95,23 @@ impl Drop for Teardown<'_> {
         let _ = labs(self.prefix, &["down", self.example]);
     }
 }
+
+/// The endpoint the tests' emulator answers on.
+pub fn endpoint() -> String {
+    std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| {
+        let port = std::env::var("LABS_EMULATOR_PORT").unwrap_or_else(|_| "4566".to_owned());
+        format!("http://127.0.0.1:{port}")
+    })
+}
+
+/// A DynamoDB client on the test emulator, for tests that write "by other means" than labs.
+pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    ensure_emulator();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    aws_sdk_dynamodb::Client::new(&config)
+}

@@ -2,4 +2,5 @@
 //! waits and pacing that go with them. Examples compose these; they never call PutRecords or
 //! GetRecords themselves.
 
+pub mod dynamodb;
 pub mod kinesis;

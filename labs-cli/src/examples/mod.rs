@@ -4,15 +4,17 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, RunArgs};
+use crate::cli::{BenchArgs, RunArgs, VerifyArgs};
 use crate::output::Output;
 use crate::target::Target;
 
 pub mod example_1;
+pub mod example_3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ExampleId(pub u8);
@@ -64,7 +66,7 @@ pub const CATALOG: [About; 7] = [
         title: "Change data capture",
         teaches: "a derived search index kept in sync from the database's change log",
         aws: "DynamoDB + Streams, Lambda",
-        built: false,
+        built: true,
     },
     About {
         id: ExampleId(4),
@@ -104,22 +106,25 @@ fn not_built(id: ExampleId) -> anyhow::Error {
 pub async fn run(target: &Target, args: &RunArgs, out: Output) -> Result<()> {
     match args.example.0 {
         1 => example_1::run(target, args, out).await,
+        3 => example_3::run(target, args, out).await,
         _ => Err(not_built(args.example)),
     }
 }
 
 /// Checks an example's outcome from the data (`labs verify`). Returns whether it passed; the
 /// caller turns a failure into a non-zero exit.
-pub async fn verify(target: &Target, id: ExampleId, out: Output) -> Result<bool> {
-    match id.0 {
+pub async fn verify(target: &Target, args: &VerifyArgs, out: Output) -> Result<bool> {
+    match args.example.0 {
         1 => example_1::verify(target, out).await,
-        _ => Err(not_built(id)),
+        3 => example_3::verify(target, Duration::from_secs(args.wait), out).await,
+        _ => Err(not_built(args.example)),
     }
 }
 
 pub async fn bench(target: &Target, args: &BenchArgs, out: Output) -> Result<()> {
     match args.example.0 {
         1 => example_1::bench(target, args, out).await,
+        3 => example_3::bench(target, args, out).await,
         n => bail!("example-{n} has no benchmark"),
     }
 }

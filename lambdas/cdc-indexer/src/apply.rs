@@ -3,6 +3,12 @@
 //! Order of writes, per batch: read the checkpoints; write every index row (idempotent puts and
 //! deletes); then write each checkpoint, conditionally. A crash between the two leaves the index
 //! ahead of the checkpoint, and the retried batch computes and writes the same rows again.
+//!
+//! An applied change puts *every* row it wants, not only those its checkpoint lacks: puts are
+//! idempotent and cheap, and the checkpoint's terms only say what was indexed when it was written.
+//! Rows may have gone since: an attempt of a newer change crashed after its index writes and that
+//! change was then dropped (the event source mapping's retry limit), or a backfill raced with the
+//! indexer. Putting them all makes each applied change repair the product's rows.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -92,8 +98,7 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
         if let Some(cp) = checkpoint {
             maybe_indexed.extend(&cp.terms);
         }
-        let already: BTreeSet<&String> = checkpoint.map(|cp| cp.terms.iter().collect()).unwrap_or_default();
-        for term in desired.iter().filter(|t| !already.contains(t)) {
+        for term in &desired {
             puts.push(IndexItem {
                 term: term.clone(),
                 product_id: change.product_id.clone(),

@@ -3,18 +3,26 @@
 //! - Index table: partition key `term` (S), sort key `product_id` (S); attribute `seq` (S).
 //! - Checkpoint table: partition key `product_id` (S); attributes `seq` (S), `terms` (L of S),
 //!   `deleted` (BOOL). The item `product_id = "#stats"` holds the counters of [`BatchStats`].
+//!
+//! Calls, per table. The function: BatchWriteItem on the index table; BatchGetItem (consistent),
+//! PutItem (conditional) and UpdateItem (`#stats`) on the checkpoint table. The backfill (run by
+//! the CLI): TransactWriteItems, a Put on each table, authorized as PutItem on both; and GetItem
+//! on the checkpoint table when a cancelled transaction gives no reasons.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
+};
 use labs_core::search_index::IndexEntry;
 use tokio::task::JoinSet;
 
 use crate::plan::STATS_ID;
-use crate::store::{BatchStats, Checkpoint, CheckpointCommit, IndexItem, IndexStore, StoreError};
+use crate::store::{BatchStats, Checkpoint, CheckpointCommit, IndexItem, IndexStore, StoreError, check_backfill};
 
 /// BatchWriteItem takes at most 25 requests, BatchGetItem at most 100 keys.
 const WRITE_BATCH: usize = 25;
@@ -23,6 +31,9 @@ const GET_BATCH: usize = 100;
 const CONCURRENCY: usize = 8;
 /// Rounds of retrying unprocessed items before giving up (and failing the batch).
 const MAX_ATTEMPTS: u32 = 10;
+/// Cancellation reasons of a transaction that may go through if sent again: it met another
+/// writer of one of its items (the indexer, say), or was throttled.
+const TRANSIENT_CANCELLATIONS: [&str; 3] = ["TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"];
 
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
@@ -153,6 +164,23 @@ async fn put_checkpoint(client: Client, table: String, commit: CheckpointCommit)
     }
 }
 
+impl DynamoStore {
+    /// Whether `product_id` has a checkpoint (strongly consistent read).
+    async fn has_checkpoint(&self, product_id: &str) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.checkpoint_table)
+            .key("product_id", s(product_id))
+            .projection_expression("product_id")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_error("GetItem", e))?;
+        Ok(output.item.is_some())
+    }
+}
+
 impl IndexStore for DynamoStore {
     async fn get_checkpoints(&self, product_ids: &[String]) -> Result<HashMap<String, Checkpoint>, StoreError> {
         let chunks: Vec<Vec<HashMap<String, AttributeValue>>> = product_ids
@@ -213,5 +241,61 @@ impl IndexStore for DynamoStore {
         }
         request.send().await.map_err(|e| dynamo_error("UpdateItem", e))?;
         Ok(())
+    }
+
+    /// One TransactWriteItems: a Put of the checkpoint, conditional on there being none, and a
+    /// Put of every row. Item 0 is the checkpoint, so a cancellation whose first reason is
+    /// ConditionalCheckFailed means "already covered". Conflicts with other writers and
+    /// throttling are retried; any other cancellation is an error.
+    async fn backfill_product(&self, checkpoint: &Checkpoint, rows: &[IndexItem]) -> Result<bool, StoreError> {
+        const OPERATION: &str = "TransactWriteItems";
+        check_backfill(checkpoint, rows)?;
+        let put = |table: &str, item, condition: Option<&str>| -> Result<TransactWriteItem, StoreError> {
+            let put = Put::builder()
+                .table_name(table)
+                .set_item(Some(item))
+                .set_condition_expression(condition.map(str::to_owned))
+                .build()
+                .map_err(|e| dynamo_error(OPERATION, e))?;
+            Ok(TransactWriteItem::builder().put(put).build())
+        };
+        let mut items = Vec::with_capacity(1 + rows.len());
+        let item = serde_dynamo::to_item(checkpoint).map_err(|e| decode_error(OPERATION, e))?;
+        items.push(put(&self.checkpoint_table, item, Some("attribute_not_exists(product_id)"))?);
+        for row in rows {
+            let item = serde_dynamo::to_item(row).map_err(|e| decode_error(OPERATION, e))?;
+            items.push(put(&self.index_table, item, None)?);
+        }
+
+        let id = &checkpoint.product_id;
+        let mut codes = Vec::new();
+        for attempt in 0..MAX_ATTEMPTS {
+            let err = match self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await {
+                Ok(_) => return Ok(true),
+                Err(err) => err,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) = err.as_service_error() else {
+                return Err(dynamo_error(OPERATION, err));
+            };
+            codes = cancelled.cancellation_reasons().iter().map(|r| r.code().unwrap_or("None").to_owned()).collect();
+            if codes.is_empty() {
+                // AWS (and MiniStack 1.5.33) list one reason per item, but an emulator may leave
+                // them out. A cancelled transaction wrote nothing, so if the product has a
+                // checkpoint now, the answer is "already covered" whatever cancelled it;
+                // otherwise the cause is unknown, and the caller may run the backfill again.
+                return if self.has_checkpoint(id).await? { Ok(false) } else { Err(dynamo_error(OPERATION, err)) };
+            }
+            if codes[0] == "ConditionalCheckFailed" {
+                return Ok(false);
+            }
+            if !codes.iter().all(|code| code == "None" || TRANSIENT_CANCELLATIONS.contains(&code.as_str())) {
+                return Err(dynamo_error(OPERATION, err));
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        Err(StoreError::Dynamo {
+            operation: OPERATION,
+            message: format!("backfill of {id} still cancelled after {MAX_ATTEMPTS} attempts: {codes:?}"),
+        })
     }
 }

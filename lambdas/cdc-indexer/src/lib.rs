@@ -10,9 +10,14 @@
 //! 2. [`apply_plan`] skips changes at or below the product's checkpoint, writes the index rows
 //!    (idempotent puts and deletes), then writes the checkpoint conditionally.
 //!
+//! Products that predate the stream are loaded by [`backfill_products`] (run by the CLI, not by
+//! the function) from a scan of the table, each with a checkpoint at a position before every
+//! stream record.
+//!
 //! Environment of the deployed function: `INDEX_TABLE`, `CHECKPOINT_TABLE`.
 
 pub mod apply;
+pub mod backfill;
 pub mod dynamo;
 pub mod plan;
 pub mod store;
@@ -20,6 +25,7 @@ pub mod synthetic;
 
 pub use apply::{BatchReport, apply_plan};
 pub use aws_lambda_events::event::dynamodb::Event;
+pub use backfill::{BackfillReport, backfill_products};
 pub use dynamo::DynamoStore;
 pub use plan::{BatchPlan, ChangeKind, DecodeError, DecodeProblem, PlannedChange, STATS_ID, plan_batch};
 pub use store::{BatchStats, Checkpoint, IndexItem, IndexStore, MemoryStore, StoreError};

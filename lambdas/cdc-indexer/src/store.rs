@@ -3,11 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 use labs_core::search_index::IndexEntry;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::plan::STATS_ID;
 
 /// A row of the index table: partition key `term`, sort key `product_id`, and `seq`, the stream
 /// sequence number of the change that wrote it.
@@ -104,8 +107,37 @@ pub enum StoreError {
     Other(String),
 }
 
+/// Index rows one [`IndexStore::backfill_product`] call may write: DynamoDB's TransactWriteItems
+/// holds at most 100 items, the checkpoint and 99 rows. Both stores enforce it.
+pub const MAX_BACKFILL_ROWS: usize = 99;
+
+/// Checks the arguments of [`IndexStore::backfill_product`]: a real product id, rows of that
+/// product only, no term twice, at most [`MAX_BACKFILL_ROWS`].
+pub fn check_backfill(checkpoint: &Checkpoint, rows: &[IndexItem]) -> Result<(), StoreError> {
+    let id = &checkpoint.product_id;
+    if id.is_empty() || id == STATS_ID {
+        return Err(StoreError::Other(format!("cannot backfill product id {id:?}: it is empty or reserved")));
+    }
+    if rows.len() > MAX_BACKFILL_ROWS {
+        return Err(StoreError::Other(format!(
+            "cannot backfill product {id}: it has {} terms, but its checkpoint and index rows must be written in \
+             one DynamoDB transaction, which holds at most 100 items ({MAX_BACKFILL_ROWS} rows); write the item \
+             again so that the stream indexes it instead",
+            rows.len()
+        )));
+    }
+    if let Some(row) = rows.iter().find(|row| row.product_id != *id) {
+        return Err(StoreError::Other(format!("backfill of {id} was given a row of product {}", row.product_id)));
+    }
+    let distinct: BTreeSet<&String> = rows.iter().map(|row| &row.term).collect();
+    if distinct.len() != rows.len() {
+        return Err(StoreError::Other(format!("backfill of {id} was given the same term twice")));
+    }
+    Ok(())
+}
+
 /// Storage for the index and the checkpoints. Every write must be idempotent except
-/// `commit_checkpoints`, which is conditional.
+/// `commit_checkpoints` and `backfill_product`, which are conditional.
 pub trait IndexStore {
     /// Strongly consistent reads of the checkpoints of `product_ids` (distinct). Absent ones are
     /// left out of the map.
@@ -130,9 +162,20 @@ pub trait IndexStore {
 
     /// Adds `stats` to the `#stats` counters.
     fn add_stats(&self, stats: &BatchStats) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Loads one scanned product (see [`crate::backfill`]): atomically creates `checkpoint` and
+    /// puts `rows`, only if the product has no checkpoint yet. Returns `false`, having written
+    /// nothing, if it had one (live or deleted: the change log already covers the product). Fails
+    /// if [`check_backfill`] refuses the arguments.
+    fn backfill_product(
+        &self,
+        checkpoint: &Checkpoint,
+        rows: &[IndexItem],
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
 
 type Hook = Box<dyn FnOnce(&mut MemoryState) + Send>;
+type AsyncHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
 
 /// Everything a [`MemoryStore`] holds.
 #[derive(Debug, Clone, Default)]
@@ -144,6 +187,25 @@ pub struct MemoryState {
     /// Calls made, for tests that count round trips.
     pub index_writes: u64,
     pub checkpoint_commits: u64,
+    /// `backfill_product` calls that wrote (returned true).
+    pub backfills: u64,
+}
+
+impl MemoryState {
+    /// [`IndexStore::backfill_product`] on this state, in one step (the store's lock makes it
+    /// atomic). Public so that a hook can play a backfill committing at a chosen moment.
+    pub fn backfill_product(&mut self, checkpoint: &Checkpoint, rows: &[IndexItem]) -> Result<bool, StoreError> {
+        check_backfill(checkpoint, rows)?;
+        if self.checkpoints.contains_key(&checkpoint.product_id) {
+            return Ok(false);
+        }
+        self.checkpoints.insert(checkpoint.product_id.clone(), checkpoint.clone());
+        for row in rows {
+            self.index.insert(row.entry(), row.seq.clone());
+        }
+        self.backfills += 1;
+        Ok(true)
+    }
 }
 
 /// An in-memory [`IndexStore`] with the same conditional semantics as the DynamoDB one, plus
@@ -155,6 +217,8 @@ pub struct MemoryStore {
     failing_commits: Mutex<usize>,
     /// Run against the state just before the next `commit_checkpoints` (a concurrent writer).
     before_commit: Mutex<Option<Hook>>,
+    /// Awaited at the start of the next `backfill_product`, before its atomic step.
+    before_backfill: Mutex<Option<AsyncHook>>,
 }
 
 impl MemoryStore {
@@ -162,7 +226,8 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// A store that already holds `index` rows (with sequence number "0"), as after a backfill.
+    /// A store that already holds `index` rows (with sequence number "0") and no checkpoints, as
+    /// an index built by some other means than [`crate::backfill`] would be.
     pub fn with_index(index: impl IntoIterator<Item = IndexEntry>) -> Self {
         let store = Self::new();
         store.state().index = index.into_iter().map(|entry| (entry, "0".to_owned())).collect();
@@ -201,6 +266,17 @@ impl MemoryStore {
     /// writer that slips in between the checkpoint read and the commit.
     pub fn before_next_commit(&self, hook: impl FnOnce(&mut MemoryState) + Send + 'static) {
         *self.before_commit.lock().unwrap() = Some(Box::new(hook));
+    }
+
+    /// Awaits `hook` at the start of the next `backfill_product`, before the check and the write
+    /// (which happen in one step). A test can run an indexer batch there, through a clone of an
+    /// `Arc<MemoryStore>`, to play changes the log delivers after the scan read the product.
+    pub fn before_next_backfill<F, Fut>(&self, hook: F)
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        *self.before_backfill.lock().unwrap() = Some(Box::new(move || Box::pin(hook())));
     }
 }
 
@@ -253,5 +329,13 @@ impl IndexStore for MemoryStore {
     async fn add_stats(&self, stats: &BatchStats) -> Result<(), StoreError> {
         self.state().stats.add(stats);
         Ok(())
+    }
+
+    async fn backfill_product(&self, checkpoint: &Checkpoint, rows: &[IndexItem]) -> Result<bool, StoreError> {
+        let hook = self.before_backfill.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook().await;
+        }
+        self.state().backfill_product(checkpoint, rows)
     }
 }

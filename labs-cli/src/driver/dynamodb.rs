@@ -1,0 +1,151 @@
+//! DynamoDB reads and writes the examples share: whole-table scans, typed items, and the wait
+//! for a derived view to catch up with its source.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::AttributeValue;
+use labs_infra::SdkContext;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// Fails with a clear line when `table` does not exist (the example is not up).
+pub async fn describe_table(client: &Client, table: &str, example: &str) -> Result<()> {
+    match client.describe_table().table_name(table).send().await {
+        Ok(_) => Ok(()),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
+            anyhow::bail!("table {table} does not exist: run `labs up {example}` (with the same --prefix) first")
+        }
+        Err(err) => Err(err).doing(format!("describing {table}")),
+    }
+}
+
+/// Every item of a table, read with strongly consistent scans, page by page.
+pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>> {
+    let mut items = Vec::new();
+    let mut start: Option<Item> = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .doing(format!("scanning {table}"))?;
+        items.extend(page.items().iter().cloned());
+        match page.last_evaluated_key() {
+            Some(key) if !key.is_empty() => start = Some(key.clone()),
+            _ => return Ok(items),
+        }
+    }
+}
+
+/// Every item of a table as `T`; items that do not fit are returned apart, by key, so a
+/// verifier can report them instead of failing to read.
+pub async fn scan_typed<T: DeserializeOwned>(client: &Client, table: &str) -> Result<(Vec<T>, Vec<String>)> {
+    let mut typed = Vec::new();
+    let mut odd = Vec::new();
+    for item in scan_all(client, table).await? {
+        match serde_dynamo::from_item::<_, T>(item.clone()) {
+            Ok(value) => typed.push(value),
+            Err(err) => odd.push(format!("{:?}: {err}", item.keys().collect::<Vec<_>>())),
+        }
+    }
+    Ok((typed, odd))
+}
+
+/// Deletes every item of a table (BatchWriteItem, 25 keys a call), keeping the table.
+pub async fn clear(client: &Client, table: &str) -> Result<usize> {
+    use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+    let described = client.describe_table().table_name(table).send().await.doing(format!("describing {table}"))?;
+    let key_names: Vec<String> = described
+        .table()
+        .map(|t| t.key_schema().iter().map(|k| k.attribute_name().to_owned()).collect())
+        .unwrap_or_default();
+    let items = scan_all(client, table).await?;
+    for chunk in items.chunks(25) {
+        let mut requests = Vec::with_capacity(chunk.len());
+        for item in chunk {
+            let key: Item = key_names.iter().filter_map(|k| Some((k.clone(), item.get(k)?.clone()))).collect();
+            requests.push(
+                WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build()?).build(),
+            );
+        }
+        let mut pending = Some(HashMap::from([(table.to_owned(), requests)]));
+        while let Some(batch) = pending.take().filter(|b| b.values().any(|r| !r.is_empty())) {
+            let out = client
+                .batch_write_item()
+                .set_request_items(Some(batch))
+                .send()
+                .await
+                .doing(format!("clearing {table}"))?;
+            pending = out.unprocessed_items().cloned();
+        }
+    }
+    Ok(items.len())
+}
+
+pub async fn put<T: Serialize>(client: &Client, table: &str, value: &T) -> Result<()> {
+    let item: Item = serde_dynamo::to_item(value)?;
+    client.put_item().table_name(table).set_item(Some(item)).send().await.doing(format!("writing to {table}"))?;
+    Ok(())
+}
+
+pub async fn delete(client: &Client, table: &str, key: (&str, &str)) -> Result<()> {
+    client
+        .delete_item()
+        .table_name(table)
+        .key(key.0, AttributeValue::S(key.1.to_owned()))
+        .send()
+        .await
+        .doing(format!("deleting from {table}"))?;
+    Ok(())
+}
+
+pub async fn get<T: DeserializeOwned>(client: &Client, table: &str, key: &[(&str, &str)]) -> Result<Option<T>> {
+    let key: Item = key.iter().map(|(k, v)| ((*k).to_owned(), AttributeValue::S((*v).to_owned()))).collect();
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .doing(format!("reading from {table}"))?;
+    Ok(match out.item {
+        Some(item) => Some(serde_dynamo::from_item(item)?),
+        None => None,
+    })
+}
+
+/// Polls `check` until it says there is nothing left to wait for (`Ok(0)`), or `timeout` passes.
+/// `check` returns how many differences remain; `on_poll` sees each count, for a progress line.
+/// Returns how long it took, or `None` on timeout.
+pub async fn wait_until_converged<F, Fut>(
+    timeout: Duration,
+    mut check: F,
+    mut on_poll: impl FnMut(usize),
+) -> Result<Option<Duration>>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<usize>>,
+{
+    let started = Instant::now();
+    loop {
+        let remaining = check().await?;
+        on_poll(remaining);
+        if remaining == 0 {
+            return Ok(Some(started.elapsed()));
+        }
+        if started.elapsed() > timeout {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
