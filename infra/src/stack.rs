@@ -132,7 +132,7 @@ macro_rules! stacks {
         const SOURCES: &[(&str, &str)] = &[$(($file, include_str!(concat!("../stacks/", $file, ".toml")))),*];
     };
 }
-stacks!("example-1", "example-3", "probe");
+stacks!("example-1", "example-3", "example-7", "probe");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {

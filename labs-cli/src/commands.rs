@@ -147,16 +147,23 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
     let mut examples = Vec::new();
     if emulator.as_ref().is_none_or(|s| s.healthy) {
         let engine = Engine::connect(&target.clients, &target.prefix).await?;
-        for name in stack::declared().filter(|name| name.starts_with("example-")) {
-            let stack = stack::load(name)?;
+        for about in CATALOG.iter().filter(|e| e.built) {
+            let stack = stack_for(about.id)?;
             let plan = engine.plan(&stack, &HashMap::new()).await?;
             let provisioned = plan.changes.iter().filter(|c| c.action != Action::Create).count();
-            examples.push(ExampleStatus { example: name.to_owned(), provisioned, declared: plan.changes.len() });
+            examples.push(ExampleStatus { example: about.id.to_string(), provisioned, declared: plan.changes.len() });
         }
         out.table(
             &format!("Provisioned with prefix {}", target.prefix),
-            &["example", "resources present"],
-            examples.iter().map(|e| vec![e.example.clone(), format!("{} of {}", e.provisioned, e.declared)]),
+            &["example", "resources present", "state"],
+            examples.iter().map(|e| {
+                let state = match e.provisioned {
+                    0 => "down",
+                    n if n == e.declared => "up",
+                    _ => "partly up: run `labs up` or `labs down` again",
+                };
+                vec![e.example.clone(), format!("{} of {}", e.provisioned, e.declared), state.to_owned()]
+            }),
         );
     } else {
         out.say("The emulator is not running: `labs emulator up` starts it (any other command does too).");

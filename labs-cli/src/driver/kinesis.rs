@@ -1,13 +1,14 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, ShardIteratorType};
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry, ShardIteratorType, StreamStatus};
 use indicatif::ProgressBar;
+use labs_core::orders::RefusalPlan;
 use labs_core::partition::{ShardRange, shard_for_key};
 use labs_infra::SdkContext;
 use serde::Serialize;
@@ -135,21 +136,71 @@ pub fn batches(records: Vec<Outgoing>, max_records: usize) -> Vec<Vec<Outgoing>>
     batches
 }
 
-/// Sends one batch, re-sending the entries PutRecords refuses (throttling shows up here as
-/// `ProvisionedThroughputExceededException` per entry) with exponential backoff.
-async fn put_batch(client: &Client, stream: &str, batch: Vec<Outgoing>, stats: &mut ProduceStats) -> Result<()> {
-    let mut pending = batch;
-    for attempt in 0..MAX_ATTEMPTS {
-        let entries = pending
-            .iter()
-            .map(|r| {
-                PutRecordsRequestEntry::builder()
-                    .partition_key(&r.partition_key)
-                    .data(Blob::new(r.data.clone()))
-                    .build()
-                    .map_err(anyhow::Error::from)
-            })
-            .collect::<Result<Vec<_>>>()?;
+/// Where Kinesis put one record.
+#[derive(Debug, Clone, Serialize)]
+pub struct Placement {
+    pub shard_id: String,
+    pub sequence_number: String,
+}
+
+/// The error code a throttled shard gives, per entry (PutRecords) or per call (PutRecord).
+pub const THROTTLED: &str = "ProvisionedThroughputExceededException";
+
+/// A client-side stand-in for throttling, for targets that never throttle (the emulators):
+/// refuses the entries its plan picks before they are sent and reports them failed with
+/// [`THROTTLED`]. Like real refusals, refused entries are never written.
+#[derive(Clone)]
+pub struct Refusals(Arc<RefusalState>);
+
+struct RefusalState {
+    plan: RefusalPlan,
+    calls: AtomicU64,
+    refused: AtomicUsize,
+}
+
+impl Refusals {
+    pub fn new(plan: RefusalPlan) -> Self {
+        Self(Arc::new(RefusalState { plan, calls: AtomicU64::new(0), refused: AtomicUsize::new(0) }))
+    }
+
+    /// Entries refused so far.
+    pub fn refused(&self) -> usize {
+        self.0.refused.load(Ordering::SeqCst)
+    }
+
+    /// Numbers one call and says, per entry, whether it is refused.
+    fn pick(&self, entries: usize) -> Vec<bool> {
+        let call = self.0.calls.fetch_add(1, Ordering::SeqCst);
+        let picks: Vec<bool> = (0..entries).map(|entry| self.0.plan.refuses(call, entry as u64)).collect();
+        self.0.refused.fetch_add(picks.iter().filter(|refused| **refused).count(), Ordering::SeqCst);
+        picks
+    }
+}
+
+/// One PutRecords call: per entry, where it landed or the error code it was refused with.
+/// Entries `refusals` picks are not sent at all.
+async fn put_entries(
+    client: &Client,
+    stream: &str,
+    records: &[&Outgoing],
+    refusals: Option<&Refusals>,
+    stats: &mut ProduceStats,
+) -> Result<Vec<Result<Placement, String>>> {
+    let refused = refusals.map_or_else(|| vec![false; records.len()], |r| r.pick(records.len()));
+    let entries = records
+        .iter()
+        .zip(&refused)
+        .filter(|(_, refused)| !**refused)
+        .map(|(r, _)| {
+            PutRecordsRequestEntry::builder()
+                .partition_key(&r.partition_key)
+                .data(Blob::new(r.data.clone()))
+                .build()
+                .map_err(anyhow::Error::from)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut answers: std::vec::IntoIter<PutRecordsResultEntry> = Vec::new().into_iter();
+    if !entries.is_empty() {
         let out = client
             .put_records()
             .stream_name(stream)
@@ -158,18 +209,55 @@ async fn put_batch(client: &Client, stream: &str, batch: Vec<Outgoing>, stats: &
             .await
             .doing(format!("PutRecords to {stream}"))?;
         stats.calls += 1;
-        if out.failed_record_count().unwrap_or(0) == 0 {
+        answers = out.records().to_vec().into_iter();
+    }
+    refused
+        .iter()
+        .map(|refused| {
+            if *refused {
+                return Ok(Err(THROTTLED.to_owned()));
+            }
+            let answer = answers
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("PutRecords to {stream} answered fewer entries than it was sent"))?;
+            Ok(match (answer.error_code(), answer.shard_id(), answer.sequence_number()) {
+                (Some(code), _, _) => Err(code.to_owned()),
+                (None, Some(shard_id), Some(sequence_number)) => {
+                    Ok(Placement { shard_id: shard_id.to_owned(), sequence_number: sequence_number.to_owned() })
+                }
+                _ => Err("no shard or sequence number in the answer".to_owned()),
+            })
+        })
+        .collect()
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(50 << attempt.min(6))
+}
+
+/// Sends one batch, re-sending the entries PutRecords refuses (throttling shows up here as
+/// `ProvisionedThroughputExceededException` per entry) with exponential backoff. The refused
+/// entries go again in a call of their own, after entries that followed them were written: a
+/// key's records can change order (example 7 shows it; `produce_in_key_order` avoids it).
+async fn put_batch(
+    client: &Client,
+    stream: &str,
+    batch: Vec<Outgoing>,
+    refusals: Option<&Refusals>,
+    stats: &mut ProduceStats,
+) -> Result<()> {
+    let mut pending = batch;
+    for attempt in 0..MAX_ATTEMPTS {
+        let refs: Vec<&Outgoing> = pending.iter().collect();
+        let results = put_entries(client, stream, &refs, refusals, stats).await?;
+        let failed: Vec<Outgoing> =
+            pending.into_iter().zip(results).filter(|(_, result)| result.is_err()).map(|(record, _)| record).collect();
+        if failed.is_empty() {
             return Ok(());
         }
-        let failed: Vec<Outgoing> = pending
-            .into_iter()
-            .zip(out.records())
-            .filter(|(_, result)| result.error_code().is_some())
-            .map(|(record, _)| record)
-            .collect();
         stats.retried_entries += failed.len();
         pending = failed;
-        tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+        tokio::time::sleep(backoff(attempt)).await;
     }
     bail!("{} records to {stream} were still refused after {MAX_ATTEMPTS} attempts", pending.len())
 }
@@ -202,7 +290,7 @@ pub async fn produce(
             for batch in batches(shard_records, max_records) {
                 let len = batch.len();
                 pacer.admit(len).await;
-                put_batch(&client, &stream, batch, &mut stats).await?;
+                put_batch(&client, &stream, batch, None, &mut stats).await?;
                 progress.inc(len as u64);
             }
             anyhow::Ok(stats)
@@ -220,10 +308,202 @@ pub async fn produce(
 
 /// The baseline the benchmark compares against: one PutRecords call after another.
 pub async fn produce_sequentially(client: &Client, stream: &str, records: Vec<Outgoing>) -> Result<ProduceStats> {
+    produce_resending_refused(client, stream, records, None, &ProgressBar::hidden()).await
+}
+
+/// The producer most code starts with, with refusals to make its flaw visible: PutRecords
+/// batches of 500 in order, one after another, each re-sending what it had refused.
+pub async fn produce_resending_refused(
+    client: &Client,
+    stream: &str,
+    records: Vec<Outgoing>,
+    refusals: Option<&Refusals>,
+    progress: &ProgressBar,
+) -> Result<ProduceStats> {
     let started = Instant::now();
     let mut stats = ProduceStats { records: records.len(), ..Default::default() };
     for batch in batches(records, MAX_BATCH_RECORDS) {
-        put_batch(client, stream, batch, &mut stats).await?;
+        let len = batch.len() as u64;
+        put_batch(client, stream, batch, refusals, &mut stats).await?;
+        progress.inc(len);
+    }
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// Produces with PutRecords and keeps every partition key's records in order even when entries
+/// are refused. Each call carries the longest run of the next records in which no key repeats,
+/// so records go out in the order given and a key's next record only after the previous one was
+/// written; a refused entry is simply first in line again. The cost: a call ends at the first
+/// repeated key, so few keys mean small calls.
+pub async fn produce_in_key_order(
+    client: &Client,
+    stream: &str,
+    records: Vec<Outgoing>,
+    refusals: Option<&Refusals>,
+    progress: &ProgressBar,
+) -> Result<ProduceStats> {
+    let started = Instant::now();
+    let mut stats = ProduceStats { records: records.len(), ..Default::default() };
+    let mut pending: VecDeque<(Outgoing, u32)> = records.into_iter().map(|record| (record, 0)).collect();
+    while !pending.is_empty() {
+        let mut keys: HashSet<&str> = HashSet::new();
+        let mut bytes = 0;
+        let mut len = 0;
+        for (record, _) in &pending {
+            let size = record.data.len() + record.partition_key.len();
+            if len > 0 && (len == MAX_BATCH_RECORDS || bytes + size > MAX_BATCH_BYTES) {
+                break;
+            }
+            if !keys.insert(&record.partition_key) {
+                break;
+            }
+            bytes += size;
+            len += 1;
+        }
+        let call: Vec<(Outgoing, u32)> = pending.drain(..len).collect();
+        let refs: Vec<&Outgoing> = call.iter().map(|(record, _)| record).collect();
+        let results = put_entries(client, stream, &refs, refusals, &mut stats).await?;
+        let mut refused: Vec<(Outgoing, u32)> = Vec::new();
+        for ((record, attempts), result) in call.into_iter().zip(results) {
+            if result.is_ok() {
+                progress.inc(1);
+                continue;
+            }
+            if attempts + 1 >= MAX_ATTEMPTS {
+                bail!("a record to {stream} was still refused after {MAX_ATTEMPTS} attempts");
+            }
+            refused.push((record, attempts + 1));
+        }
+        stats.retried_entries += refused.len();
+        let worst = refused.iter().map(|(_, attempts)| *attempts).max();
+        // Back at the head of the line, in their order: before any later record of their keys.
+        for entry in refused.into_iter().rev() {
+            pending.push_front(entry);
+        }
+        if let Some(attempts) = worst {
+            tokio::time::sleep(backoff(attempts - 1)).await;
+        }
+    }
+    stats.seconds = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+/// Options of a single PutRecord.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// Place the record by this hash key instead of the MD5 of its partition key.
+    pub explicit_hash_key: Option<u128>,
+    /// The sequence number of the previous record of this key: Kinesis then gives this record
+    /// a strictly greater one.
+    pub sequence_number_for_ordering: Option<String>,
+}
+
+/// One PutRecord call; `Ok(None)` when the shard (or `refusals`) throttled it.
+async fn try_put_record(
+    client: &Client,
+    stream: &str,
+    record: &Outgoing,
+    options: &PutOptions,
+    refusals: Option<&Refusals>,
+) -> Result<Option<Placement>> {
+    if refusals.is_some_and(|r| r.pick(1)[0]) {
+        return Ok(None);
+    }
+    let sent = client
+        .put_record()
+        .stream_name(stream)
+        .partition_key(&record.partition_key)
+        .data(Blob::new(record.data.clone()))
+        .set_explicit_hash_key(options.explicit_hash_key.map(|key| key.to_string()))
+        .set_sequence_number_for_ordering(options.sequence_number_for_ordering.clone())
+        .send()
+        .await;
+    match sent {
+        Ok(out) => Ok(Some(Placement {
+            shard_id: out.shard_id().to_owned(),
+            sequence_number: out.sequence_number().to_owned(),
+        })),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) => {
+            Ok(None)
+        }
+        Err(err) => Err(err).doing(format!("PutRecord to {stream}")),
+    }
+}
+
+/// One PutRecord, retried with backoff while throttled.
+pub async fn put_record(client: &Client, stream: &str, record: &Outgoing, options: &PutOptions) -> Result<Placement> {
+    for attempt in 0..MAX_ATTEMPTS {
+        if let Some(placement) = try_put_record(client, stream, record, options, None).await? {
+            return Ok(placement);
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+    }
+    bail!("PutRecord to {stream} was still throttled after {MAX_ATTEMPTS} attempts")
+}
+
+/// Produces with one PutRecord per record, each key's records one at a time: the next only
+/// after the previous was acknowledged, passing its sequence number as
+/// `SequenceNumberForOrdering`, so the key's sequence numbers strictly rise. A refused record
+/// is retried before its key moves on. Keys go in parallel, `concurrency` at a time.
+pub async fn produce_with_sequence_ordering(
+    client: &Client,
+    stream: &str,
+    records: Vec<Outgoing>,
+    refusals: Option<&Refusals>,
+    concurrency: usize,
+    progress: &ProgressBar,
+) -> Result<ProduceStats> {
+    let started = Instant::now();
+    let total = records.len();
+    let mut keys: Vec<Vec<Outgoing>> = Vec::new();
+    let mut key_index: HashMap<String, usize> = HashMap::new();
+    for record in records {
+        let index = *key_index.entry(record.partition_key.clone()).or_insert_with(|| {
+            keys.push(Vec::new());
+            keys.len() - 1
+        });
+        keys[index].push(record);
+    }
+    let work = Arc::new(std::sync::Mutex::new(VecDeque::from(keys)));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency.max(1) {
+        let (client, stream, work, refusals, progress) =
+            (client.clone(), stream.to_owned(), work.clone(), refusals.cloned(), progress.clone());
+        workers.spawn(async move {
+            let mut stats = ProduceStats::default();
+            loop {
+                let Some(key_records) = work.lock().expect("no panics while held").pop_front() else { break };
+                let mut previous: Option<String> = None;
+                for record in key_records {
+                    let options = PutOptions { explicit_hash_key: None, sequence_number_for_ordering: previous.take() };
+                    let mut attempt = 0;
+                    let placement = loop {
+                        stats.calls += 1;
+                        if let Some(placement) =
+                            try_put_record(&client, &stream, &record, &options, refusals.as_ref()).await?
+                        {
+                            break placement;
+                        }
+                        stats.retried_entries += 1;
+                        attempt += 1;
+                        if attempt >= MAX_ATTEMPTS {
+                            bail!("a record to {stream} was still refused after {MAX_ATTEMPTS} attempts");
+                        }
+                        tokio::time::sleep(backoff(attempt - 1)).await;
+                    };
+                    previous = Some(placement.sequence_number);
+                    progress.inc(1);
+                }
+            }
+            anyhow::Ok(stats)
+        });
+    }
+    let mut stats = ProduceStats { records: total, ..Default::default() };
+    while let Some(joined) = workers.join_next().await {
+        let worker = joined??;
+        stats.calls += worker.calls;
+        stats.retried_entries += worker.retried_entries;
     }
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
@@ -341,4 +621,93 @@ pub fn by_shard(records: &[Incoming]) -> HashMap<&str, Vec<&Incoming>> {
         map.entry(record.shard_id.as_str()).or_default().push(record);
     }
     map
+}
+
+/// Splits an open shard at `new_starting_hash_key` (its second child starts there) and waits
+/// until the parent is closed (or gone) and the stream is ACTIVE again.
+pub async fn split_shard(client: &Client, stream: &str, shard_id: &str, new_starting_hash_key: u128) -> Result<()> {
+    client
+        .split_shard()
+        .stream_name(stream)
+        .shard_to_split(shard_id)
+        .new_starting_hash_key(new_starting_hash_key.to_string())
+        .send()
+        .await
+        .doing(format!("splitting {stream}/{shard_id}"))?;
+    wait_until_resharded(client, stream, &[shard_id]).await
+}
+
+/// Merges two open shards with adjacent hash ranges and waits until both are closed (or gone)
+/// and the stream is ACTIVE again.
+pub async fn merge_shards(client: &Client, stream: &str, shard_id: &str, adjacent_shard_id: &str) -> Result<()> {
+    client
+        .merge_shards()
+        .stream_name(stream)
+        .shard_to_merge(shard_id)
+        .adjacent_shard_to_merge(adjacent_shard_id)
+        .send()
+        .await
+        .doing(format!("merging {stream}/{shard_id} with {adjacent_shard_id}"))?;
+    wait_until_resharded(client, stream, &[shard_id, adjacent_shard_id]).await
+}
+
+/// Resharding is asynchronous on AWS (seconds to a minute): the stream is UPDATING and the
+/// parents stay open until the children take over.
+async fn wait_until_resharded(client: &Client, stream: &str, parents: &[&str]) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let summary =
+            client.describe_stream_summary().stream_name(stream).send().await.doing(format!("describing {stream}"))?;
+        let active = summary.stream_description_summary().is_some_and(|s| *s.stream_status() == StreamStatus::Active);
+        let shards = list_shards(client, stream).await?;
+        let parents_open = shards.iter().any(|s| s.open && parents.contains(&s.shard_id.as_str()));
+        if active && !parents_open {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{stream} was still resharding after 5 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Tag keys under which runs are recorded on a stream: `labs:run:<name>` = `<value>`. They are
+/// the verifiers' ground truth for what was produced, kept with the data itself.
+const RUN_TAG: &str = "labs:run:";
+
+/// The runs recorded on `stream`, as (name, value) pairs in tag order, every page of them.
+pub async fn recorded_runs(client: &Client, stream: &str, example: &str) -> Result<Vec<(String, String)>> {
+    let mut runs = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let out = client
+            .list_tags_for_stream()
+            .stream_name(stream)
+            .limit(50)
+            .set_exclusive_start_tag_key(after.clone())
+            .send()
+            .await
+            .doing(format!("reading tags of {stream} (did you run `labs up {example}`?)"))?;
+        for tag in out.tags() {
+            if let (Some(name), Some(value)) = (tag.key().strip_prefix(RUN_TAG), tag.value()) {
+                runs.push((name.to_owned(), value.to_owned()));
+            }
+        }
+        after = out.tags().last().map(|t| t.key().to_owned());
+        if !out.has_more_tags() || after.is_none() {
+            return Ok(runs);
+        }
+    }
+}
+
+/// Records a run on `stream` before it produces, so a crash mid-run shows up as missing data.
+pub async fn record_run(client: &Client, stream: &str, name: &str, value: &str) -> Result<()> {
+    client
+        .add_tags_to_stream()
+        .stream_name(stream)
+        .tags(format!("{RUN_TAG}{name}"), value)
+        .send()
+        .await
+        .doing(format!("recording run {name} on {stream}"))?;
+    Ok(())
 }

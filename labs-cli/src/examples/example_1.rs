@@ -9,7 +9,6 @@ use anyhow::{Result, bail};
 use aws_sdk_kinesis::primitives::DateTime;
 use labs_core::clickstream::{self, ClickEvent, ClickstreamSpec};
 use labs_core::log_check::{self, ReadRecord};
-use labs_infra::SdkContext;
 use serde::Serialize;
 
 use crate::cli::{BenchArgs, RunArgs};
@@ -18,7 +17,6 @@ use crate::output::{self, Output};
 use crate::target::Target;
 
 const STREAM: &str = "ex1-clicks";
-const RUN_TAG: &str = "labs:run:";
 const DEFAULT_COUNT: usize = 1000;
 
 pub fn stream_name(target: &Target) -> String {
@@ -27,36 +25,8 @@ pub fn stream_name(target: &Target) -> String {
 
 /// The runs produced into the stream so far: seed -> count.
 pub async fn recorded_runs(target: &Target, stream: &str) -> Result<BTreeMap<u64, usize>> {
-    let tags = target
-        .clients
-        .kinesis
-        .list_tags_for_stream()
-        .stream_name(stream)
-        .send()
-        .await
-        .doing(format!("reading tags of {stream} (did you run `labs up example-1`?)"))?;
-    Ok(tags
-        .tags()
-        .iter()
-        .filter_map(|t| {
-            let seed = t.key().strip_prefix(RUN_TAG)?.parse().ok()?;
-            let count = t.value()?.parse().ok()?;
-            Some((seed, count))
-        })
-        .collect())
-}
-
-async fn record_run(target: &Target, stream: &str, seed: u64, count: usize) -> Result<()> {
-    target
-        .clients
-        .kinesis
-        .add_tags_to_stream()
-        .stream_name(stream)
-        .tags(format!("{RUN_TAG}{seed}"), count.to_string())
-        .send()
-        .await
-        .doing(format!("recording run {seed} on {stream}"))?;
-    Ok(())
+    let runs = log::recorded_runs(&target.clients.kinesis, stream, "example-1").await?;
+    Ok(runs.into_iter().filter_map(|(name, value)| Some((name.parse().ok()?, value.parse().ok()?))).collect())
 }
 
 pub fn encode(event: &ClickEvent) -> Outgoing {
@@ -128,7 +98,7 @@ pub async fn run(target: &Target, args: &RunArgs, out: Output) -> Result<()> {
         shards.len()
     ));
     let events = clickstream::generate(&ClickstreamSpec { seed, count, ..Default::default() });
-    record_run(target, &stream, seed, count).await?;
+    log::record_run(kinesis, &stream, &seed.to_string(), &count.to_string()).await?;
     let bar = output::progress(count as u64, "PutRecords");
     let produced = log::produce(kinesis, &stream, events.iter().map(encode).collect(), None, &bar).await?;
     bar.finish_and_clear();

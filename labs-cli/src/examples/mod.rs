@@ -15,6 +15,7 @@ use crate::target::Target;
 
 pub mod example_1;
 pub mod example_3;
+pub mod example_7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ExampleId(pub u8);
@@ -94,7 +95,7 @@ pub const CATALOG: [About; 7] = [
         title: "Partitions and ordering",
         teaches: "per-key order, hot shards, resharding",
         aws: "Kinesis",
-        built: false,
+        built: true,
     },
 ];
 
@@ -107,6 +108,7 @@ pub async fn run(target: &Target, args: &RunArgs, out: Output) -> Result<()> {
     match args.example.0 {
         1 => example_1::run(target, args, out).await,
         3 => example_3::run(target, args, out).await,
+        7 => example_7::run(target, args, out).await,
         _ => Err(not_built(args.example)),
     }
 }
@@ -117,6 +119,7 @@ pub async fn verify(target: &Target, args: &VerifyArgs, out: Output) -> Result<b
     match args.example.0 {
         1 => example_1::verify(target, out).await,
         3 => example_3::verify(target, Duration::from_secs(args.wait), out).await,
+        7 => example_7::verify(target, out).await,
         _ => Err(not_built(args.example)),
     }
 }

@@ -1,0 +1,210 @@
+//! Example 7 on the emulator: each scenario shows what it claims, verify passes after them, and
+//! verify fails on a stream disordered by other means than labs.
+
+mod support;
+
+use serde_json::Value;
+use support::{Teardown, labs, prefix};
+
+fn scenario(p: &str, name: &str, count: &str) -> Value {
+    let run = labs(p, &["run", "example-7", "--scenario", name, "--count", count, "--json"]).ok().json();
+    let report = run["scenarios"][0].clone();
+    assert_eq!(report["scenario"], name, "{run}");
+    report
+}
+
+fn verdicts(ordering: &Value) -> Vec<String> {
+    ordering["violations"].as_array().unwrap().iter().map(|t| t["verdict"].as_str().unwrap().to_owned()).collect()
+}
+
+#[test]
+fn key_order_keeps_each_order_and_random_keys_do_not() {
+    let p = prefix("ex7keys");
+    let _teardown = Teardown { prefix: &p, example: "example-7" };
+    let plan = labs(&p, &["up", "example-7", "--dry-run", "--json"]).ok().json();
+    assert_eq!(plan["changes"][0]["settings"], "4 shards, provisioned");
+    labs(&p, &["up", "example-7"]).ok();
+
+    let keyed = scenario(&p, "key-order", "120");
+    assert_eq!(keyed["ordering"]["orders"], 120);
+    assert_eq!(keyed["ordering"]["in_order"], 120, "{keyed}");
+    assert_eq!(keyed["orders_on_one_shard"], 120);
+    assert_eq!(keyed["shards"].as_array().unwrap().len(), 4, "120 orders reach every shard");
+    assert!(
+        keyed["backward_reads"].as_u64().unwrap() > 0,
+        "reading four shards one after another cannot follow the global emission order"
+    );
+
+    let random = scenario(&p, "random-keys", "120");
+    assert!(random["orders_on_several_shards"].as_u64().unwrap() > 60, "{random}");
+    let kinds = verdicts(&random["ordering"]);
+    assert!(kinds.len() > 10, "random keys should reorder many orders: {random}");
+    assert!(kinds.iter().all(|k| k == "reordered"), "nothing lost or repeated, only reordered: {kinds:?}");
+
+    // Only key-order promised order; verify checks its 120 orders and passes.
+    let verified = labs(&p, &["verify", "example-7", "--json"]).ok().json();
+    assert_eq!(verified["passed"], true);
+    assert_eq!(verified["ordering"]["orders"], 120);
+    assert_eq!(verified["ordering"]["in_order"], 120);
+    assert!(verified["unchecked_records"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn hot_shard_places_keys_by_md5_and_explicit_hash_key_steers() {
+    let p = prefix("ex7hot");
+    let _teardown = Teardown { prefix: &p, example: "example-7" };
+    labs(&p, &["up", "example-7"]).ok();
+    let hot = scenario(&p, "hot-shard", "200");
+    for key in hot["keys"].as_array().unwrap() {
+        assert_eq!(key["agrees"], true, "{key}");
+        assert_eq!(key["landed_on"].as_array().unwrap().len(), 1, "one key, one shard: {key}");
+    }
+    let shards = hot["shards"].as_array().unwrap();
+    let records: Vec<u64> = shards.iter().map(|s| s["records"].as_u64().unwrap()).collect();
+    let total: u64 = records.iter().sum();
+    assert!(*records.iter().max().unwrap() * 100 / total >= 35, "skewed keys make a hot shard: {records:?}");
+    let steering = &hot["steering"];
+    assert_eq!(steering["agrees"], true, "{steering}");
+    assert_eq!(steering["landed_on"], serde_json::json!([steering["intended_shard"]]));
+    let steered_shard = shards.iter().find(|s| s["shard_id"] == steering["intended_shard"]).unwrap();
+    assert_eq!(steered_shard["steered_records"], steering["records"]);
+}
+
+#[test]
+fn reshard_lineage_aware_consumer_keeps_order_and_the_ignoring_one_does_not() {
+    let p = prefix("ex7reshard");
+    let _teardown = Teardown { prefix: &p, example: "example-7" };
+    labs(&p, &["up", "example-7"]).ok();
+    // Records of an earlier run sit in the shards about to be split or merged.
+    scenario(&p, "key-order", "60");
+    let reshard = scenario(&p, "reshard", "150");
+
+    let steps = reshard["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["operation"], "split");
+    assert_eq!(steps[0]["children"].as_array().unwrap().len(), 2, "{reshard}");
+    assert_eq!(steps[1]["operation"], "merge");
+    assert_eq!(steps[1]["children"].as_array().unwrap().len(), 1, "{reshard}");
+
+    let aware = &reshard["lineage_aware"]["ordering"];
+    assert_eq!(aware["in_order"], 150, "{aware}");
+    assert!(aware["violations"].as_array().unwrap().is_empty());
+    let ignoring = &reshard["lineage_ignoring"]["ordering"];
+    let kinds = verdicts(ignoring);
+    assert!(!kinds.is_empty(), "reading children before parents must break some orders: {ignoring}");
+    assert!(kinds.iter().all(|k| k == "reordered"), "{kinds:?}");
+
+    // The scenario says which behaviour the target has, and the lineage table agrees with it.
+    let deleted =
+        reshard["shards"].as_array().unwrap().iter().filter(|s| s["state"] == "deleted by the target").count();
+    if reshard["target_keeps_parents"] == true {
+        assert_eq!(deleted, 0);
+    } else {
+        assert_eq!(deleted, 3, "the split parent and both merge parents: {reshard}");
+    }
+
+    // Verify passes: what the target deleted is not held against the learner, the rest is checked.
+    let verified = labs(&p, &["verify", "example-7", "--json"]).ok().json();
+    assert_eq!(verified["passed"], true, "{verified}");
+    assert_eq!(verified["ordering"]["orders"], 210);
+    if reshard["target_keeps_parents"] == false {
+        assert_eq!(verified["missing_parent_shards"].as_array().unwrap().len(), 3);
+        assert!(verified["ordering"]["in_order_after_loss"].as_u64().unwrap() > 0, "{verified}");
+    }
+
+    // A resharded stream is the learner's doing, not drift: `up` leaves it alone.
+    let again = labs(&p, &["up", "example-7", "--json"]).ok().json();
+    assert_eq!(again["changes"][0]["action"]["action"], "unchanged");
+}
+
+#[test]
+fn retry_reorder_naive_resend_reorders_and_both_fixes_keep_order() {
+    let p = prefix("ex7retry");
+    let _teardown = Teardown { prefix: &p, example: "example-7" };
+    labs(&p, &["up", "example-7"]).ok();
+    let retry = scenario(&p, "retry-reorder", "80");
+    assert_eq!(retry["refusals_injected_by_labs"], true);
+    let producers = retry["producers"].as_array().unwrap();
+    assert_eq!(producers.len(), 3);
+    for producer in producers {
+        assert!(producer["refused"].as_u64().unwrap() > 0, "every producer meets refusals: {producer}");
+        assert_eq!(producer["produced"]["retried_entries"], producer["refused"]);
+    }
+    let naive = verdicts(&producers[0]["ordering"]);
+    assert!(!naive.is_empty(), "resending refused entries must reorder some orders: {}", producers[0]);
+    assert!(naive.iter().all(|k| k == "reordered"), "{naive:?}");
+    for fixed in &producers[1..] {
+        assert_eq!(fixed["keeps_order"], true);
+        assert_eq!(fixed["ordering"]["in_order"], 80, "{fixed}");
+    }
+    let verified = labs(&p, &["verify", "example-7", "--json"]).ok().json();
+    assert_eq!(verified["passed"], true);
+    assert_eq!(verified["ordering"]["orders"], 160, "the two fixed producers are checked, the naive one not");
+}
+
+#[test]
+fn verify_fails_on_a_deliberately_disordered_stream() {
+    let p = prefix("ex7disorder");
+    let _teardown = Teardown { prefix: &p, example: "example-7" };
+    labs(&p, &["up", "example-7"]).ok();
+    labs(&p, &["run", "example-7", "--scenario", "key-order", "--count", "30", "--seed", "4"]).ok();
+    labs(&p, &["verify", "example-7"]).ok();
+
+    // By other means than labs: put order ko4-o00003's step 1 into the stream again, after its
+    // later steps, with the same partition key (so on the same shard).
+    let stream = format!("{p}-ex7-orders");
+    let lines = labs(&p, &["consume", "--stream", &stream, "--json"]).ok().stdout;
+    let step_one: Value = lines
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["data"]["order_id"] == "ko4-o00003" && r["data"]["step"] == 1)
+        .expect("order ko4-o00003 step 1 is in the stream");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(support::endpoint())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kinesis::config::Credentials::new("test", "test", None, None, "tests"))
+            .load()
+            .await;
+        aws_sdk_kinesis::Client::new(&config)
+            .put_record()
+            .stream_name(&stream)
+            .partition_key(step_one["partition_key"].as_str().unwrap())
+            .data(aws_sdk_kinesis::primitives::Blob::new(step_one["data"].to_string()))
+            .send()
+            .await
+            .expect("put the stray record");
+    });
+
+    let failed = labs(&p, &["verify", "example-7", "--json"]).fails();
+    let report = failed.json();
+    assert_eq!(report["passed"], false);
+    let violations = report["ordering"]["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 1, "{report}");
+    assert_eq!(violations[0]["order_id"], "ko4-o00003");
+    assert_eq!(violations[0]["verdict"], "reordered");
+    assert_eq!(violations[0]["arrival"].as_array().unwrap().last().unwrap(), 1);
+    assert!(failed.error_line().contains("example-7 failed verification"));
+
+    // And the table names the order for a person.
+    let table = labs(&p, &["verify", "example-7"]).fails();
+    assert!(table.stdout.contains("ko4-o00003") && table.stdout.contains("a step arrived after a later one"));
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    let p = prefix("ex7bad");
+    let _teardown = Teardown { prefix: &p, example: "example-7" };
+    let before_up = labs(&p, &["run", "example-7", "--scenario", "key-order"]).fails();
+    assert!(before_up.error_line().contains("does not exist (did you run `labs up`"), "{}", before_up.stderr);
+    labs(&p, &["up", "example-7"]).ok();
+    let nothing = labs(&p, &["verify", "example-7"]).fails();
+    assert!(nothing.error_line().contains("nothing to verify"));
+    let unknown = labs(&p, &["run", "example-7", "--scenario", "sideways"]).fails();
+    assert!(unknown.error_line().contains("example-7 has no scenario 'sideways'"));
+    let zero = labs(&p, &["run", "example-7", "--count", "0"]).fails();
+    assert!(zero.error_line().contains("--count is the number of orders"));
+    labs(&p, &["run", "example-7", "--scenario", "key-order", "--count", "5", "--seed", "2"]).ok();
+    let reuse = labs(&p, &["run", "example-7", "--scenario", "key-order", "--seed", "2"]).fails();
+    assert!(reuse.error_line().contains("seed 2 was already used for key-order"));
+}
