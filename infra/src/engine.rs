@@ -1,5 +1,5 @@
 //! Plan, apply and destroy a [`Stack`] against one target. Each resource kind lives in a module
-//! of its own (`kinesis`, `dynamodb`, `iam`, `lambda`); this file only orders the work.
+//! of its own (`kinesis`, `dynamodb`, `sns`, `sqs`, `iam`, `lambda`); this file only orders the work.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -7,8 +7,10 @@ use std::fmt;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::stack::{Stack, Vars};
-use crate::{Clients, TAG_EXAMPLE, TAG_PREFIX, dynamodb, iam, kinesis, lambda};
+use crate::stack::{
+    DynamoTable, EventSourceMapping, Function, KinesisStream, Role, SnsTopic, SqsQueue, Stack, Subscription, Vars,
+};
+use crate::{Clients, TAG_EXAMPLE, TAG_PREFIX, dynamodb, iam, kinesis, lambda, sns, sqs};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -16,6 +18,9 @@ pub enum Kind {
     IamRole,
     KinesisStream,
     DynamodbTable,
+    SnsTopic,
+    SqsQueue,
+    SnsSubscription,
     LambdaFunction,
     EventSourceMapping,
 }
@@ -26,6 +31,9 @@ impl fmt::Display for Kind {
             Kind::IamRole => "IAM role",
             Kind::KinesisStream => "Kinesis stream",
             Kind::DynamodbTable => "DynamoDB table",
+            Kind::SnsTopic => "SNS topic",
+            Kind::SqsQueue => "SQS queue",
+            Kind::SnsSubscription => "SNS subscription",
             Kind::LambdaFunction => "Lambda function",
             Kind::EventSourceMapping => "event source mapping",
         })
@@ -164,26 +172,15 @@ impl<'a> Engine<'a> {
     pub async fn plan(&self, stack: &Stack, artifacts: &HashMap<String, Artifact>) -> Result<Plan> {
         let ctx = self.ctx(stack, artifacts);
         let mut changes = Vec::new();
-        for role in &stack.roles {
-            changes.push(iam::plan(&ctx, role).await?);
-        }
-        for stream in &stack.kinesis_streams {
-            changes.push(kinesis::plan(&ctx, stream).await?);
-        }
-        for table in &stack.dynamodb_tables {
-            changes.push(dynamodb::plan(&ctx, table).await?);
-        }
-        for function in &stack.functions {
-            changes.push(lambda::plan_function(&ctx, function).await?);
-        }
-        for mapping in &stack.event_source_mappings {
-            changes.push(lambda::plan_mapping(&ctx, mapping).await?);
+        for resource in creation_order(stack) {
+            changes.push(resource.plan(&ctx).await?);
         }
         Ok(Plan { example: stack.example.clone(), prefix: self.vars.prefix.clone(), changes })
     }
 
-    /// Carries out `plan`, in dependency order: roles and data stores, then functions, then the
-    /// mappings that connect them. Waits until each resource is usable.
+    /// Carries out `plan`, in dependency order: roles and data stores, topics and queues, the
+    /// subscriptions between them, then functions and the mappings that feed them. Waits until
+    /// each resource is usable.
     pub async fn apply(
         &self,
         stack: &Stack,
@@ -192,51 +189,17 @@ impl<'a> Engine<'a> {
         progress: &dyn Progress,
     ) -> Result<()> {
         let ctx = self.ctx(stack, artifacts);
-        let action = |kind: Kind, name: &str| {
-            plan.changes
+        for resource in creation_order(stack) {
+            let (kind, name) = (resource.kind(), resource.name(&ctx));
+            let action = plan
+                .changes
                 .iter()
                 .find(|c| c.kind == kind && c.name == name)
                 .map(|c| c.action.clone())
-                .unwrap_or(Action::Create)
-        };
-        for role in &stack.roles {
-            let name = self.vars.name(&role.name);
-            let act = action(Kind::IamRole, &name);
-            if act != Action::Unchanged {
-                progress.step(&format!("{act} IAM role {name}"));
-                iam::apply(&ctx, role, &act).await?;
-            }
-        }
-        for stream in &stack.kinesis_streams {
-            let name = self.vars.name(&stream.name);
-            let act = action(Kind::KinesisStream, &name);
-            if act != Action::Unchanged {
-                progress.step(&format!("{act} Kinesis stream {name}"));
-                kinesis::apply(&ctx, stream, &act).await?;
-            }
-        }
-        for table in &stack.dynamodb_tables {
-            let name = self.vars.name(&table.name);
-            let act = action(Kind::DynamodbTable, &name);
-            if act != Action::Unchanged {
-                progress.step(&format!("{act} DynamoDB table {name}"));
-                dynamodb::apply(&ctx, table, &act).await?;
-            }
-        }
-        for function in &stack.functions {
-            let name = self.vars.name(&function.name);
-            let act = action(Kind::LambdaFunction, &name);
-            if act != Action::Unchanged {
-                progress.step(&format!("{act} Lambda function {name}"));
-                lambda::apply_function(&ctx, function, &act).await?;
-            }
-        }
-        for mapping in &stack.event_source_mappings {
-            let name = lambda::mapping_name(&ctx, mapping);
-            let act = action(Kind::EventSourceMapping, &name);
-            if act != Action::Unchanged {
-                progress.step(&format!("{act} event source mapping {name}"));
-                lambda::apply_mapping(&ctx, mapping, &act).await?;
+                .unwrap_or(Action::Create);
+            if action != Action::Unchanged {
+                progress.step(&format!("{action} {kind} {name}"));
+                resource.apply(&ctx, &action).await?;
             }
         }
         Ok(())
@@ -248,36 +211,107 @@ impl<'a> Engine<'a> {
         let no_artifacts = HashMap::new();
         let ctx = self.ctx(stack, &no_artifacts);
         let mut removed = Vec::new();
-        for mapping in &stack.event_source_mappings {
-            let name = lambda::mapping_name(&ctx, mapping);
-            progress.step(&format!("removing event source mapping {name}"));
-            let removal = lambda::destroy_mapping(&ctx, mapping).await?;
-            removed.push(Removed { kind: Kind::EventSourceMapping, name, removal });
-        }
-        for function in &stack.functions {
-            let name = self.vars.name(&function.name);
-            progress.step(&format!("removing Lambda function {name}"));
-            let removal = lambda::destroy_function(&ctx, function).await?;
-            removed.push(Removed { kind: Kind::LambdaFunction, name, removal });
-        }
-        for table in &stack.dynamodb_tables {
-            let name = self.vars.name(&table.name);
-            progress.step(&format!("removing DynamoDB table {name}"));
-            let removal = dynamodb::destroy(&ctx, table).await?;
-            removed.push(Removed { kind: Kind::DynamodbTable, name, removal });
-        }
-        for stream in &stack.kinesis_streams {
-            let name = self.vars.name(&stream.name);
-            progress.step(&format!("removing Kinesis stream {name}"));
-            let removal = kinesis::destroy(&ctx, stream).await?;
-            removed.push(Removed { kind: Kind::KinesisStream, name, removal });
-        }
-        for role in &stack.roles {
-            let name = self.vars.name(&role.name);
-            progress.step(&format!("removing IAM role {name}"));
-            let removal = iam::destroy(&ctx, role).await?;
-            removed.push(Removed { kind: Kind::IamRole, name, removal });
+        for resource in creation_order(stack).into_iter().rev() {
+            let (kind, name) = (resource.kind(), resource.name(&ctx));
+            progress.step(&format!("removing {kind} {name}"));
+            let removal = resource.destroy(&ctx).await?;
+            removed.push(Removed { kind, name, removal });
         }
         Ok(removed)
+    }
+}
+
+/// One declared resource, whatever its kind: the engine walks these and each kind's module does
+/// the work.
+#[derive(Clone, Copy)]
+enum Resource<'s> {
+    Role(&'s Role),
+    KinesisStream(&'s KinesisStream),
+    DynamodbTable(&'s DynamoTable),
+    SnsTopic(&'s SnsTopic),
+    SqsQueue(&'s SqsQueue),
+    Subscription(&'s Subscription),
+    Function(&'s Function),
+    Mapping(&'s EventSourceMapping),
+}
+
+/// Every resource of `stack`, each before the ones that need it; `destroy` walks it backwards.
+fn creation_order(stack: &Stack) -> Vec<Resource<'_>> {
+    let mut order: Vec<Resource<'_>> = stack.roles.iter().map(Resource::Role).collect();
+    order.extend(stack.kinesis_streams.iter().map(Resource::KinesisStream));
+    order.extend(stack.dynamodb_tables.iter().map(Resource::DynamodbTable));
+    order.extend(stack.sns_topics.iter().map(Resource::SnsTopic));
+    order.extend(sqs::creation_order(&stack.sqs_queues).into_iter().map(Resource::SqsQueue));
+    order.extend(stack.subscriptions.iter().map(Resource::Subscription));
+    order.extend(stack.functions.iter().map(Resource::Function));
+    order.extend(stack.event_source_mappings.iter().map(Resource::Mapping));
+    order
+}
+
+impl Resource<'_> {
+    fn kind(&self) -> Kind {
+        match self {
+            Resource::Role(_) => Kind::IamRole,
+            Resource::KinesisStream(_) => Kind::KinesisStream,
+            Resource::DynamodbTable(_) => Kind::DynamodbTable,
+            Resource::SnsTopic(_) => Kind::SnsTopic,
+            Resource::SqsQueue(_) => Kind::SqsQueue,
+            Resource::Subscription(_) => Kind::SnsSubscription,
+            Resource::Function(_) => Kind::LambdaFunction,
+            Resource::Mapping(_) => Kind::EventSourceMapping,
+        }
+    }
+
+    /// How plans and reports name it.
+    fn name(&self, ctx: &Ctx<'_>) -> String {
+        match self {
+            Resource::Role(spec) => ctx.vars.name(&spec.name),
+            Resource::KinesisStream(spec) => ctx.vars.name(&spec.name),
+            Resource::DynamodbTable(spec) => ctx.vars.name(&spec.name),
+            Resource::SnsTopic(spec) => ctx.vars.name(&spec.name),
+            Resource::SqsQueue(spec) => ctx.vars.name(&spec.name),
+            Resource::Subscription(spec) => sns::subscription_name(ctx, spec),
+            Resource::Function(spec) => ctx.vars.name(&spec.name),
+            Resource::Mapping(spec) => lambda::mapping_name(ctx, spec),
+        }
+    }
+
+    async fn plan(&self, ctx: &Ctx<'_>) -> Result<Change> {
+        match *self {
+            Resource::Role(spec) => iam::plan(ctx, spec).await,
+            Resource::KinesisStream(spec) => kinesis::plan(ctx, spec).await,
+            Resource::DynamodbTable(spec) => dynamodb::plan(ctx, spec).await,
+            Resource::SnsTopic(spec) => sns::plan_topic(ctx, spec).await,
+            Resource::SqsQueue(spec) => sqs::plan(ctx, spec).await,
+            Resource::Subscription(spec) => sns::plan_subscription(ctx, spec).await,
+            Resource::Function(spec) => lambda::plan_function(ctx, spec).await,
+            Resource::Mapping(spec) => lambda::plan_mapping(ctx, spec).await,
+        }
+    }
+
+    async fn apply(&self, ctx: &Ctx<'_>, action: &Action) -> Result<()> {
+        match *self {
+            Resource::Role(spec) => iam::apply(ctx, spec, action).await,
+            Resource::KinesisStream(spec) => kinesis::apply(ctx, spec, action).await,
+            Resource::DynamodbTable(spec) => dynamodb::apply(ctx, spec, action).await,
+            Resource::SnsTopic(spec) => sns::apply_topic(ctx, spec, action).await,
+            Resource::SqsQueue(spec) => sqs::apply(ctx, spec, action).await,
+            Resource::Subscription(spec) => sns::apply_subscription(ctx, spec, action).await,
+            Resource::Function(spec) => lambda::apply_function(ctx, spec, action).await,
+            Resource::Mapping(spec) => lambda::apply_mapping(ctx, spec, action).await,
+        }
+    }
+
+    async fn destroy(&self, ctx: &Ctx<'_>) -> Result<Removal> {
+        match *self {
+            Resource::Role(spec) => iam::destroy(ctx, spec).await,
+            Resource::KinesisStream(spec) => kinesis::destroy(ctx, spec).await,
+            Resource::DynamodbTable(spec) => dynamodb::destroy(ctx, spec).await,
+            Resource::SnsTopic(spec) => sns::destroy_topic(ctx, spec).await,
+            Resource::SqsQueue(spec) => sqs::destroy(ctx, spec).await,
+            Resource::Subscription(spec) => sns::destroy_subscription(ctx, spec).await,
+            Resource::Function(spec) => lambda::destroy_function(ctx, spec).await,
+            Resource::Mapping(spec) => lambda::destroy_mapping(ctx, spec).await,
+        }
     }
 }

@@ -18,14 +18,20 @@ const WAIT: Duration = Duration::from_secs(300);
 /// The environment variable that records which build a function runs.
 pub const CODE_HASH_VAR: &str = "LABS_CODE_SHA256";
 
+/// The declared environment, without the code hash.
+fn declared_environment(ctx: &Ctx<'_>, spec: &Function) -> BTreeMap<String, String> {
+    let mut variables: BTreeMap<String, String> =
+        spec.environment.iter().map(|(k, v)| (k.clone(), ctx.vars.expand(v))).collect();
+    variables.insert("LABS_EXAMPLE".to_owned(), ctx.example.to_owned());
+    variables
+}
+
 fn environment(ctx: &Ctx<'_>, spec: &Function) -> Result<BTreeMap<String, String>> {
     let artifact = ctx
         .artifacts
         .get(&spec.package)
         .with_context(|| format!("no build of lambdas/{} was supplied", spec.package))?;
-    let mut variables: BTreeMap<String, String> =
-        spec.environment.iter().map(|(k, v)| (k.clone(), ctx.vars.expand(v))).collect();
-    variables.insert("LABS_EXAMPLE".to_owned(), ctx.example.to_owned());
+    let mut variables = declared_environment(ctx, spec);
     variables.insert(CODE_HASH_VAR.to_owned(), artifact.code_sha256.clone());
     Ok(variables)
 }
@@ -42,17 +48,24 @@ async fn get_function(
 }
 
 /// What differs between a deployed function and its declaration, if anything.
+/// Without a build to compare with (`labs status` only asks what exists), the code is left out.
 fn function_drift(ctx: &Ctx<'_>, spec: &Function, current: &FunctionConfiguration) -> Result<Vec<&'static str>> {
-    let wanted = environment(ctx, spec)?;
-    let deployed: BTreeMap<String, String> = current
+    let mut deployed: BTreeMap<String, String> = current
         .environment()
         .and_then(|e| e.variables())
         .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
     let mut drift = Vec::new();
-    if deployed.get(CODE_HASH_VAR) != wanted.get(CODE_HASH_VAR) {
-        drift.push("code");
-    }
+    let wanted = if ctx.artifacts.contains_key(&spec.package) {
+        let wanted = environment(ctx, spec)?;
+        if deployed.get(CODE_HASH_VAR) != wanted.get(CODE_HASH_VAR) {
+            drift.push("code");
+        }
+        wanted
+    } else {
+        deployed.remove(CODE_HASH_VAR);
+        declared_environment(ctx, spec)
+    };
     if deployed != wanted {
         drift.push("environment");
     }
@@ -187,12 +200,14 @@ pub(crate) async fn destroy_function(ctx: &Ctx<'_>, spec: &Function) -> Result<R
 /// How a mapping is named in plans and reports: it has no name of its own on AWS, only a UUID.
 pub(crate) fn mapping_name(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> String {
     let source = match &spec.source {
-        MappingSource::KinesisStream(s) | MappingSource::DynamodbTableStream(s) => ctx.vars.name(s),
+        MappingSource::KinesisStream(s) | MappingSource::DynamodbTableStream(s) | MappingSource::SqsQueue(s) => {
+            ctx.vars.name(s)
+        }
     };
     format!("{source} -> {}", ctx.vars.name(&spec.function))
 }
 
-/// The ARN of the stream a mapping reads.
+/// The ARN of the stream or queue a mapping reads.
 async fn source_arn(ctx: &Ctx<'_>, source: &MappingSource) -> Result<Option<String>> {
     match source {
         MappingSource::KinesisStream(stream) => {
@@ -207,7 +222,14 @@ async fn source_arn(ctx: &Ctx<'_>, source: &MappingSource) -> Result<Option<Stri
             let name = ctx.vars.name(table);
             Ok(crate::dynamodb::describe(ctx, &name).await?.and_then(|t| t.latest_stream_arn().map(str::to_owned)))
         }
+        MappingSource::SqsQueue(queue) => crate::sqs::queue_arn(ctx, &ctx.vars.name(queue)).await,
     }
+}
+
+/// Streams have positions, retry limits and bisection; queues have none of these (SQS retries
+/// through the queue's visibility timeout and redrive policy), and AWS refuses them there.
+fn reads_a_stream(spec: &EventSourceMapping) -> bool {
+    !matches!(spec.source, MappingSource::SqsQueue(_))
 }
 
 async fn find_mapping(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> Result<Option<EventSourceMappingConfiguration>> {
@@ -265,7 +287,10 @@ pub(crate) async fn plan_mapping(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> Re
             if drift.is_empty() { Action::Unchanged } else { Action::Update(drift.join(", ")) }
         }
     };
-    let mut settings = format!("from {}, batch {}", spec.starting_position, spec.batch_size);
+    let mut settings = match &spec.starting_position {
+        Some(position) => format!("from {position}, batch {}", spec.batch_size),
+        None => format!("batch {}", spec.batch_size),
+    };
     if spec.bisect_batch_on_function_error {
         settings.push_str(", bisect on error");
     }
@@ -284,18 +309,19 @@ pub(crate) async fn apply_mapping(ctx: &Ctx<'_>, spec: &EventSourceMapping, acti
     let uuid = match action {
         Action::Create => {
             let Some(arn) = source_arn(ctx, &spec.source).await? else {
-                bail!("the stream for {} does not exist", mapping_name(ctx, spec));
+                bail!("the source of {} does not exist", mapping_name(ctx, spec));
             };
+            let stream = reads_a_stream(spec);
             let mut create = lambda
                 .create_event_source_mapping()
                 .function_name(&function)
                 .event_source_arn(arn)
-                .starting_position(EventSourcePosition::from(spec.starting_position.as_str()))
+                .set_starting_position(spec.starting_position.as_deref().map(EventSourcePosition::from))
                 .batch_size(spec.batch_size)
                 .maximum_batching_window_in_seconds(spec.maximum_batching_window_seconds)
-                .bisect_batch_on_function_error(spec.bisect_batch_on_function_error)
+                .set_bisect_batch_on_function_error(stream.then_some(spec.bisect_batch_on_function_error))
                 .set_function_response_types(Some(response_types(spec)))
-                .set_maximum_retry_attempts(spec.maximum_retry_attempts);
+                .set_maximum_retry_attempts(spec.maximum_retry_attempts.filter(|_| stream));
             for (key, value) in ctx.tags() {
                 create = create.tags(key, value);
             }
@@ -306,14 +332,15 @@ pub(crate) async fn apply_mapping(ctx: &Ctx<'_>, spec: &EventSourceMapping, acti
         Action::Update(_) => {
             let current = find_mapping(ctx, spec).await?.context("the mapping vanished while updating it")?;
             let uuid = current.uuid().unwrap_or_default().to_owned();
+            let stream = reads_a_stream(spec);
             lambda
                 .update_event_source_mapping()
                 .uuid(&uuid)
                 .batch_size(spec.batch_size)
                 .maximum_batching_window_in_seconds(spec.maximum_batching_window_seconds)
-                .bisect_batch_on_function_error(spec.bisect_batch_on_function_error)
+                .set_bisect_batch_on_function_error(stream.then_some(spec.bisect_batch_on_function_error))
                 .set_function_response_types(Some(response_types(spec)))
-                .maximum_retry_attempts(spec.maximum_retry_attempts.unwrap_or(-1))
+                .set_maximum_retry_attempts(stream.then(|| spec.maximum_retry_attempts.unwrap_or(-1)))
                 .send()
                 .await
                 .doing(format!("updating event source mapping {}", mapping_name(ctx, spec)))?;

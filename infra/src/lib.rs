@@ -11,6 +11,8 @@ mod engine;
 mod iam;
 mod kinesis;
 mod lambda;
+mod sns;
+mod sqs;
 pub mod stack;
 
 pub use clients::Clients;

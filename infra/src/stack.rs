@@ -17,6 +17,12 @@ pub struct Stack {
     #[serde(default)]
     pub dynamodb_tables: Vec<DynamoTable>,
     #[serde(default)]
+    pub sns_topics: Vec<SnsTopic>,
+    #[serde(default)]
+    pub sqs_queues: Vec<SqsQueue>,
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+    #[serde(default)]
     pub roles: Vec<Role>,
     #[serde(default)]
     pub functions: Vec<Function>,
@@ -48,6 +54,46 @@ pub struct KeyAttribute {
     /// `S`, `N` or `B`.
     #[serde(rename = "type")]
     pub attribute_type: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnsTopic {
+    pub name: String,
+}
+
+/// A standard SQS queue.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqsQueue {
+    pub name: String,
+    /// How long a received message stays hidden from other consumers before it is redelivered.
+    pub visibility_timeout_seconds: i32,
+    /// Where messages go after too many receives (the queue's RedrivePolicy).
+    pub dead_letter: Option<DeadLetter>,
+    /// Topics allowed to send to it (its queue policy); empty means no policy.
+    #[serde(default)]
+    pub allow_topics: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetter {
+    pub queue: String,
+    pub max_receive_count: i32,
+}
+
+/// An SNS subscription delivering a topic to an SQS queue.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    pub topic: String,
+    pub queue: String,
+    /// Deliver the published message as is, instead of wrapped in SNS's JSON envelope.
+    #[serde(default)]
+    pub raw_message_delivery: bool,
+    /// An SNS filter policy on message attributes; absent means every message.
+    pub filter_policy: Option<serde_json::Value>,
 }
 
 /// An execution role for Lambda functions: trust in `lambda.amazonaws.com`, permission to write
@@ -85,7 +131,8 @@ pub struct Function {
 pub struct EventSourceMapping {
     pub function: String,
     pub source: MappingSource,
-    pub starting_position: String,
+    /// Streams only: `TRIM_HORIZON` or `LATEST`. Queues have no position.
+    pub starting_position: Option<String>,
     pub batch_size: i32,
     #[serde(default)]
     pub maximum_batching_window_seconds: i32,
@@ -101,6 +148,7 @@ pub struct EventSourceMapping {
 pub enum MappingSource {
     KinesisStream(String),
     DynamodbTableStream(String),
+    SqsQueue(String),
 }
 
 /// The values `${...}` placeholders stand for.
@@ -132,7 +180,7 @@ macro_rules! stacks {
         const SOURCES: &[(&str, &str)] = &[$(($file, include_str!(concat!("../stacks/", $file, ".toml")))),*];
     };
 }
-stacks!("example-1", "example-3", "example-7", "probe");
+stacks!("example-1", "example-2", "example-3", "example-7", "probe");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -177,7 +225,22 @@ mod tests {
                     MappingSource::DynamodbTableStream(t) => {
                         assert!(stack.dynamodb_tables.iter().any(|d| &d.name == t && d.stream_view_type.is_some()))
                     }
+                    MappingSource::SqsQueue(q) => assert!(stack.sqs_queues.iter().any(|d| &d.name == q)),
                 }
+                let from_stream = !matches!(mapping.source, MappingSource::SqsQueue(_));
+                assert_eq!(mapping.starting_position.is_some(), from_stream, "{name}: starting position");
+            }
+            let queue = |q: &str| stack.sqs_queues.iter().any(|d| d.name == q);
+            let topic = |t: &str| stack.sns_topics.iter().any(|d| d.name == t);
+            for declared in &stack.sqs_queues {
+                if let Some(dead_letter) = &declared.dead_letter {
+                    assert!(queue(&dead_letter.queue), "{name}: dead-letter queue of {}", declared.name);
+                }
+                assert!(declared.allow_topics.iter().all(|t| topic(t)), "{name}: senders of {}", declared.name);
+            }
+            for subscription in &stack.subscriptions {
+                assert!(topic(&subscription.topic) && queue(&subscription.queue), "{name}: {subscription:?}");
+                assert!(subscription.filter_policy.as_ref().is_none_or(serde_json::Value::is_object));
             }
         }
     }

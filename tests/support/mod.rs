@@ -104,14 +104,18 @@ pub fn endpoint() -> String {
     })
 }
 
-/// A DynamoDB client on the test emulator, for tests that write "by other means" than labs.
-pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+/// SDK configuration for the test emulator, for tests that act "by other means" than labs.
+pub async fn sdk_config() -> aws_config::SdkConfig {
     ensure_emulator();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
         .load()
-        .await;
-    aws_sdk_dynamodb::Client::new(&config)
+        .await
+}
+
+/// A DynamoDB client on the test emulator.
+pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sdk_config().await)
 }

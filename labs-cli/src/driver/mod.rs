@@ -4,3 +4,4 @@
 
 pub mod dynamodb;
 pub mod kinesis;
+pub mod messaging;

@@ -342,14 +342,25 @@ struct BenchReport {
     ratio: f64,
 }
 
+const ROUNDS: u64 = 4;
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
 /// `labs produce` (one sender per shard) against a plain loop of 500-record PutRecords calls,
-/// on the same stream and data, best of three rounds each, interleaved.
+/// on the same stream and data, each round taking turns at going first, median of the rounds.
 pub async fn bench(target: &Target, args: &BenchArgs, out: Output) -> Result<()> {
     let kinesis = &target.clients.kinesis;
     let stream = stream_name(target);
     let count = args.count.unwrap_or(20_000);
     log::list_shards(kinesis, &stream).await?;
-    target.confirm(&format!("Produce {} benchmark records into {stream}?", count * 6))?;
+    target.confirm(&format!("Produce {} benchmark records into {stream}?", count as u64 * 2 * ROUNDS))?;
     // Bench events carry a seed no run uses, so `verify` passes over them.
     let records = |round: u64| -> Vec<Outgoing> {
         clickstream::generate(&ClickstreamSpec { seed: 1_000_000 + round, count, ..Default::default() })
@@ -357,21 +368,26 @@ pub async fn bench(target: &Target, args: &BenchArgs, out: Output) -> Result<()>
             .map(encode)
             .collect()
     };
-    let (mut sequential, mut concurrent) = (0.0f64, 0.0f64);
-    let bar = output::progress(6, "benchmark rounds");
-    for round in 0..3 {
-        let seq = log::produce_sequentially(kinesis, &stream, records(round * 2)).await?;
-        bar.inc(1);
-        let con =
-            log::produce(kinesis, &stream, records(round * 2 + 1), None, &indicatif::ProgressBar::hidden()).await?;
-        bar.inc(1);
-        sequential = sequential.max(seq.records_per_second());
-        concurrent = concurrent.max(con.records_per_second());
+    // The emulator gets slower as the stream grows, so the two producers take turns going first.
+    let (mut sequential, mut concurrent) = (Vec::new(), Vec::new());
+    let bar = output::progress(2 * ROUNDS, "benchmark rounds");
+    for round in 0..ROUNDS {
+        for concurrent_turn in if round % 2 == 0 { [false, true] } else { [true, false] } {
+            let batch = records(round * 2 + u64::from(concurrent_turn));
+            if concurrent_turn {
+                let stats = log::produce(kinesis, &stream, batch, None, &indicatif::ProgressBar::hidden()).await?;
+                concurrent.push(stats.records_per_second());
+            } else {
+                sequential.push(log::produce_sequentially(kinesis, &stream, batch).await?.records_per_second());
+            }
+            bar.inc(1);
+        }
     }
     bar.finish_and_clear();
+    let (sequential, concurrent) = (median(&mut sequential), median(&mut concurrent));
     let ratio = if sequential > 0.0 { concurrent / sequential } else { 0.0 };
     out.table(
-        &format!("PutRecords throughput into {stream} ({count} records a round, best of 3)"),
+        &format!("PutRecords throughput into {stream} ({count} records a round, median of {ROUNDS} rounds)"),
         &["producer", "records/s"],
         [
             vec!["sequential loop of 500-record PutRecords".to_owned(), format!("{sequential:.0}")],

@@ -14,6 +14,7 @@ use crate::output::Output;
 use crate::target::Target;
 
 pub mod example_1;
+pub mod example_2;
 pub mod example_3;
 pub mod example_7;
 
@@ -60,7 +61,7 @@ pub const CATALOG: [About; 7] = [
         title: "Messaging",
         teaches: "fan-out vs load balancing, acks, redelivery and reordering, dead letters",
         aws: "SNS, SQS, Lambda",
-        built: false,
+        built: true,
     },
     About {
         id: ExampleId(3),
@@ -107,6 +108,7 @@ fn not_built(id: ExampleId) -> anyhow::Error {
 pub async fn run(target: &Target, args: &RunArgs, out: Output) -> Result<()> {
     match args.example.0 {
         1 => example_1::run(target, args, out).await,
+        2 => example_2::run(target, args, out).await,
         3 => example_3::run(target, args, out).await,
         7 => example_7::run(target, args, out).await,
         _ => Err(not_built(args.example)),
@@ -118,6 +120,7 @@ pub async fn run(target: &Target, args: &RunArgs, out: Output) -> Result<()> {
 pub async fn verify(target: &Target, args: &VerifyArgs, out: Output) -> Result<bool> {
     match args.example.0 {
         1 => example_1::verify(target, out).await,
+        2 => example_2::verify(target, Duration::from_secs(args.wait), out).await,
         3 => example_3::verify(target, Duration::from_secs(args.wait), out).await,
         7 => example_7::verify(target, out).await,
         _ => Err(not_built(args.example)),

@@ -7,6 +7,7 @@
 pub mod clickstream;
 pub mod lineage;
 pub mod log_check;
+pub mod order_messages;
 pub mod orders;
 pub mod partition;
 pub mod search_index;
