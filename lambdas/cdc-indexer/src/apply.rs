@@ -57,7 +57,6 @@ impl BatchReport {
 /// A change that is newer than its checkpoint, with the index rows it needs.
 struct Pending<'a> {
     change: &'a PlannedChange,
-    desired: BTreeSet<String>,
     /// Superseded records of this product at or below the checkpoint.
     stale_superseded: u64,
 }
@@ -75,10 +74,11 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
     let ids: Vec<String> = plan.changes.iter().map(|c| c.product_id.clone()).collect();
     let checkpoints = if ids.is_empty() { HashMap::new() } else { store.get_checkpoints(&ids).await? };
 
-    let mut pending = Vec::new();
-    let mut puts = Vec::new();
+    // Sized up front: growing vectors of a large batch's rows step by step copies them repeatedly.
+    let mut pending = Vec::with_capacity(plan.changes.len());
+    let mut puts = Vec::with_capacity(plan.changes.iter().map(|c| c.desired().len()).sum());
     let mut deletes = Vec::new();
-    let mut commits = Vec::new();
+    let mut commits = Vec::with_capacity(plan.changes.len());
     for change in &plan.changes {
         let checkpoint = checkpoints.get(&change.product_id);
         let records = 1 + change.superseded.len() as u64;
@@ -91,21 +91,15 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
         }
         let stale_superseded =
             checkpoint.map_or(0, |cp| change.superseded.iter().filter(|seq| !is_after(seq, &cp.seq)).count() as u64);
-        let desired = change.desired_terms.clone().unwrap_or_default();
-        // What may be indexed now: the terms the checkpoint recorded, and any term of this batch's
-        // images (covers a backfilled index with no checkpoint, and crashed earlier attempts).
-        let mut maybe_indexed: BTreeSet<&String> = change.seen_terms.iter().collect();
-        if let Some(cp) = checkpoint {
-            maybe_indexed.extend(&cp.terms);
-        }
-        for term in &desired {
+        let desired = change.desired();
+        for term in desired {
             puts.push(IndexItem {
                 term: term.clone(),
                 product_id: change.product_id.clone(),
                 seq: change.sequence_number.clone(),
             });
         }
-        for term in maybe_indexed.into_iter().filter(|t| !desired.contains(*t)) {
+        for term in maybe_indexed(change, checkpoint).filter(|t| !desired.contains(*t)) {
             deletes.push((term.clone(), change.product_id.clone()));
         }
         commits.push(CheckpointCommit {
@@ -117,7 +111,7 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
             },
             expected_seq: checkpoint.map(|cp| cp.seq.clone()),
         });
-        pending.push(Pending { change, desired, stale_superseded });
+        pending.push(Pending { change, stale_superseded });
     }
 
     if !puts.is_empty() || !deletes.is_empty() {
@@ -148,6 +142,19 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
     Ok(report)
 }
 
+/// What may be indexed for `change`'s product now, each term once: any term of this batch's
+/// images (covers a backfilled index with no checkpoint, and crashed earlier attempts), and the
+/// terms its checkpoint recorded.
+fn maybe_indexed<'a>(
+    change: &'a PlannedChange,
+    checkpoint: Option<&'a Checkpoint>,
+) -> impl Iterator<Item = &'a String> {
+    // Usually there is no checkpoint, or it adds few terms: collect only those it adds.
+    let recorded: BTreeSet<&String> =
+        checkpoint.iter().flat_map(|cp| &cp.terms).filter(|t| !change.seen_terms.contains(*t)).collect();
+    change.seen_terms.iter().chain(recorded)
+}
+
 /// Another writer committed a checkpoint for these products between our read and our commit, and
 /// our index writes may have undone some of its rows. Re-read the winners' checkpoints and write
 /// their terms back, removing the rows only we wanted. If a winner's checkpoint is not newer than
@@ -176,7 +183,7 @@ async fn repair_lost_races<S: IndexStore>(
         for term in &winner.terms {
             puts.push(IndexItem { term: term.clone(), product_id: id.clone(), seq: winner.seq.clone() });
         }
-        for term in p.desired.iter().filter(|t| !winner_terms.contains(t)) {
+        for term in p.change.desired().iter().filter(|t| !winner_terms.contains(t)) {
             deletes.push((term.clone(), id.clone()));
         }
     }

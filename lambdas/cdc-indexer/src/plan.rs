@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use labs_core::search_index::{Product, product_terms};
+use labs_core::search_index::{Product, add_product_terms, product_terms};
 use labs_core::sequence;
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
@@ -107,8 +107,11 @@ pub fn decode_record(index: usize, record: &EventRecord) -> Result<DecodedChange
         if item.is_empty() {
             return Ok(None);
         }
-        let product: Product = serde_dynamo::from_item(item.clone())
-            .map_err(|e| fail(DecodeProblem::BadImage { image, reason: e.to_string() }))?;
+        let product = match product_from_item(item) {
+            Some(product) => product,
+            None => serde_dynamo::from_item(item.clone())
+                .map_err(|e| fail(DecodeProblem::BadImage { image, reason: e.to_string() }))?,
+        };
         if product.id != product_id {
             return Err(fail(DecodeProblem::IdMismatch { image, image_id: product.id, key_id: product_id.clone() }));
         }
@@ -124,6 +127,31 @@ pub fn decode_record(index: usize, record: &EventRecord) -> Result<DecodedChange
         return Err(fail(DecodeProblem::MissingNewImage(kind.as_str())));
     }
     Ok(DecodedChange { event_id: record.event_id.clone(), product_id, sequence_number, kind, new_image, old_image })
+}
+
+/// Decodes an image of the usual shape (attributes of the types `Product` declares, unknown ones
+/// ignored) as `serde_dynamo::from_item` would, but from a borrowed item: serde_dynamo consumes
+/// its input, and copying every attribute of every image for it was a large part of planning.
+/// `None` for anything else (a missing id, a wrong type, a number that does not parse), which the
+/// caller then hands to serde_dynamo, for the same result or its error message.
+fn product_from_item(item: &Item) -> Option<Product> {
+    let mut id = None;
+    let (mut name, mut description, mut price, mut version) = (String::new(), None, None, None);
+    for (attribute, value) in item.iter() {
+        match (attribute.as_str(), value) {
+            ("id", AttributeValue::S(s)) => id = Some(s.clone()),
+            ("name", AttributeValue::S(s)) => name = s.clone(),
+            ("description", AttributeValue::S(s)) => description = Some(s.clone()),
+            ("price", AttributeValue::N(n)) => price = Some(n.parse().ok()?),
+            ("version", AttributeValue::N(n)) => version = Some(n.parse().ok()?),
+            // serde reads NULL as an absent option.
+            ("description" | "price" | "version", AttributeValue::Null(true)) => {}
+            ("id" | "name" | "description" | "price" | "version", _) => return None,
+            _ => {}
+        }
+    }
+    // No `..` here: a field added to Product must be decoded here too.
+    Some(Product { id: id?, name, description, price, version })
 }
 
 /// A short description of an attribute's type, for error messages.
@@ -164,6 +192,12 @@ impl PlannedChange {
     pub fn is_delete(&self) -> bool {
         self.desired_terms.is_none()
     }
+
+    /// The terms the product should be indexed under afterwards (none when it was removed).
+    pub fn desired(&self) -> &BTreeSet<String> {
+        static NONE: BTreeSet<String> = BTreeSet::new();
+        self.desired_terms.as_ref().unwrap_or(&NONE)
+    }
 }
 
 /// A batch reduced to one change per product, ordered by product id.
@@ -185,35 +219,60 @@ pub fn plan_batch(event: &Event) -> Result<BatchPlan, DecodeError> {
     let mut by_product: BTreeMap<String, Vec<DecodedChange>> = BTreeMap::new();
     for (index, record) in event.records.iter().enumerate() {
         let change = decode_record(index, record)?;
-        plan.records += 1;
-        match change.kind {
-            ChangeKind::Insert => plan.inserts += 1,
-            ChangeKind::Modify => plan.modifies += 1,
-            ChangeKind::Remove => plan.removes += 1,
+        plan.count(change.kind);
+        // The id is cloned once per product, not once per record.
+        if let Some(changes) = by_product.get_mut(&change.product_id) {
+            changes.push(change);
+        } else {
+            by_product.insert(change.product_id.clone(), vec![change]);
         }
-        by_product.entry(change.product_id.clone()).or_default().push(change);
     }
-    for (product_id, mut changes) in by_product {
-        // Stable sort: of two records with the same sequence number, the later one in the batch wins.
-        changes.sort_by(|a, b| sequence::compare(&a.sequence_number, &b.sequence_number));
-        let last = changes.pop().expect("every product has at least one change");
-        let mut seen_terms = BTreeSet::new();
-        for change in changes.iter().chain([&last]) {
-            for image in change.old_image.iter().chain(&change.new_image) {
-                seen_terms.extend(product_terms(image));
-            }
-        }
-        plan.superseded += changes.len() as u64;
-        plan.changes.push(PlannedChange {
-            product_id,
-            sequence_number: last.sequence_number,
-            kind: last.kind,
-            desired_terms: last.new_image.as_ref().map(product_terms),
-            seen_terms,
-            superseded: changes.into_iter().map(|c| c.sequence_number).collect(),
-        });
-    }
+    plan.changes = by_product.into_iter().map(|(product_id, changes)| plan_product(product_id, changes)).collect();
+    plan.superseded = plan.changes.iter().map(|c| c.superseded.len() as u64).sum();
     Ok(plan)
+}
+
+impl BatchPlan {
+    fn count(&mut self, kind: ChangeKind) {
+        self.records += 1;
+        match kind {
+            ChangeKind::Insert => self.inserts += 1,
+            ChangeKind::Modify => self.modifies += 1,
+            ChangeKind::Remove => self.removes += 1,
+        }
+    }
+}
+
+/// Reduces one product's changes in a batch (at least one) to the last of them.
+fn plan_product(product_id: String, mut changes: Vec<DecodedChange>) -> PlannedChange {
+    // Stable sort: of two records with the same sequence number, the later one in the batch wins.
+    changes.sort_by(|a, b| sequence::compare(&a.sequence_number, &b.sequence_number));
+    let last = changes.pop().expect("every product has at least one change");
+    let desired_terms = last.new_image.as_ref().map(product_terms);
+    let images = changes.iter().chain([&last]).flat_map(|c| c.old_image.iter().chain(&c.new_image));
+    PlannedChange {
+        product_id,
+        seen_terms: terms_of_images(desired_terms.clone().unwrap_or_default(), images),
+        sequence_number: last.sequence_number,
+        kind: last.kind,
+        desired_terms,
+        superseded: changes.into_iter().map(|c| c.sequence_number).collect(),
+    }
+}
+
+/// Adds the terms of `images` (a product's images in stream order) to `terms`.
+fn terms_of_images<'a>(mut terms: BTreeSet<String>, images: impl Iterator<Item = &'a Product>) -> BTreeSet<String> {
+    // Most images repeat the text of the one before: a change's old image is the previous
+    // change's new image, and many changes touch only the price. Tokenizing allocates, so a text
+    // is tokenized only when it differs from the previous image's.
+    let mut previous: Option<&Product> = None;
+    for image in images {
+        if !previous.is_some_and(|p| p.name == image.name && p.description == image.description) {
+            add_product_terms(image, &mut terms);
+        }
+        previous = Some(image);
+    }
+    terms
 }
 
 /// Whether sequence number `a` is strictly after `b`.
@@ -259,6 +318,36 @@ mod tests {
         assert_eq!((b.sequence_number.as_str(), b.kind), ("99", ChangeKind::Remove));
         assert!(b.is_delete());
         assert_eq!(b.seen_terms, words(&["desk", "oak"]));
+    }
+
+    #[test]
+    fn the_borrowing_decoder_agrees_with_serde() {
+        let batch = crate::synthetic::synthetic_batch(400, 5);
+        let images = batch.records.iter().flat_map(|r| [&r.change.new_image, &r.change.old_image]);
+        for item in images.filter(|item| !item.is_empty()) {
+            let expected: Product = serde_dynamo::from_item(item.clone()).unwrap();
+            assert_eq!(product_from_item(item), Some(expected));
+        }
+        let mut item = Item::from(std::collections::HashMap::from([
+            ("id".to_owned(), AttributeValue::S("a".into())),
+            ("description".to_owned(), AttributeValue::Null(true)),
+            ("extra".to_owned(), AttributeValue::Bool(true)),
+        ]));
+        assert_eq!(product_from_item(&item), Some(product("a", "")));
+        // Left to serde: whatever it may reject.
+        for (attribute, value) in [
+            ("price", AttributeValue::S("cheap".into())),
+            ("version", AttributeValue::N("1.5".into())),
+            ("name", AttributeValue::Null(true)),
+            ("description", AttributeValue::Null(false)),
+        ] {
+            item.insert(attribute.into(), value.clone());
+            assert_eq!(product_from_item(&item), None, "{attribute}: {value:?}");
+            assert!(serde_dynamo::from_item::<_, Product>(item.clone()).is_err(), "{attribute}: {value:?}");
+            item.remove(attribute);
+        }
+        item.remove("id");
+        assert_eq!(product_from_item(&item), None);
     }
 
     #[test]

@@ -17,11 +17,24 @@ pub const MAX_TERM_LEN: usize = 100;
 /// The words of `text`: lowercased maximal runs of ASCII letters and digits. Anything else,
 /// including non-ASCII letters, separates terms. Runs longer than [`MAX_TERM_LEN`] are truncated.
 pub fn terms(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|run| !run.is_empty())
-        // Every run is ASCII here, so slicing at any byte offset is on a char boundary.
-        .map(|run| run[..run.len().min(MAX_TERM_LEN)].to_ascii_lowercase())
-        .collect()
+    let mut all = BTreeSet::new();
+    add_terms(text, &mut all);
+    all
+}
+
+/// Adds the [`terms`] of `text` to `into`. Allocates only for terms not in `into` yet, so that
+/// the terms of many similar texts (a product's successive versions) can be united cheaply.
+pub fn add_terms(text: &str, into: &mut BTreeSet<String>) {
+    let mut term = String::new();
+    // Splitting bytes is the same as splitting chars here: every byte of a non-ASCII char is
+    // >= 0x80, so it is a separator, as the char is.
+    for run in text.as_bytes().split(|b| !b.is_ascii_alphanumeric()).filter(|run| !run.is_empty()) {
+        term.clear();
+        term.extend(run[..run.len().min(MAX_TERM_LEN)].iter().map(|b| char::from(b.to_ascii_lowercase())));
+        if !into.contains(term.as_str()) {
+            into.insert(term.clone());
+        }
+    }
 }
 
 /// A row of the products table. Only `id` (the table's partition key) is required: items written
@@ -43,11 +56,17 @@ pub struct Product {
 
 /// The terms a product is found by: those of its name and of its description.
 pub fn product_terms(p: &Product) -> BTreeSet<String> {
-    let mut all = terms(&p.name);
-    if let Some(description) = &p.description {
-        all.extend(terms(description));
-    }
+    let mut all = BTreeSet::new();
+    add_product_terms(p, &mut all);
     all
+}
+
+/// Adds the [`product_terms`] of `p` to `into` (see [`add_terms`]).
+pub fn add_product_terms(p: &Product, into: &mut BTreeSet<String>) {
+    add_terms(&p.name, into);
+    if let Some(description) = &p.description {
+        add_terms(description, into);
+    }
 }
 
 /// One index row: `(term, product_id)`.
@@ -267,6 +286,16 @@ mod tests {
         assert!(terms("東京 😀 ĀĒĪ").is_empty());
         assert_eq!(terms("ÉCOLE"), set(&["cole"]));
         assert_eq!(terms("0007"), set(&["0007"]));
+    }
+
+    #[test]
+    fn add_terms_unites_with_what_is_there() {
+        let mut all = set(&["red", "zebra"]);
+        add_terms("Red HAT, red hat; Café", &mut all);
+        assert_eq!(all, set(&["caf", "hat", "red", "zebra"]));
+        let mut all = BTreeSet::new();
+        add_product_terms(&product("p-1", "Red shoes", Some("Leather, red.")), &mut all);
+        assert_eq!(all, set(&["leather", "red", "shoes"]));
     }
 
     #[test]
