@@ -194,9 +194,8 @@ pub async fn run(target: &Target, args: &RunArgs, out: Output) -> Result<()> {
     };
 
     // 4. Replay from a point in time.
-    let mut arrivals: Vec<i64> = first_read.iter().map(|r| r.arrival_millis).collect();
-    arrivals.sort_unstable();
-    let at_millis = arrivals.get(arrivals.len() / 2).copied().unwrap_or(0);
+    let arrivals: Vec<i64> = first_read.iter().map(|r| r.arrival_millis).collect();
+    let at_millis = replay_time(arrivals);
     let mut expected_at = Vec::new();
     let mut replayed_at = Vec::new();
     for shard in &shards {
@@ -243,6 +242,22 @@ pub async fn run(target: &Target, args: &RunArgs, out: Output) -> Result<()> {
         bail!("a replay did not return the same records as the first read (see the table above)");
     }
     Ok(())
+}
+
+/// A time to replay from: in the middle of the run, but in a gap between arrivals. Arrival times
+/// carry milliseconds and round-trip through floating-point seconds, so a time equal to some
+/// record's arrival could land on either side of it; a time in a gap of a few milliseconds cannot.
+fn replay_time(mut arrivals: Vec<i64>) -> i64 {
+    const GAP_MILLIS: i64 = 4;
+    arrivals.sort_unstable();
+    arrivals.dedup();
+    let middle = arrivals.len() / 2;
+    let gaps = arrivals.windows(2).enumerate().filter(|(_, pair)| pair[1] - pair[0] >= GAP_MILLIS);
+    match gaps.min_by_key(|(i, _)| i.abs_diff(middle)) {
+        Some((_, pair)) => pair[0] + (pair[1] - pair[0]) / 2,
+        // No usable gap: replay from before the first record, which is still a replay.
+        None => arrivals.first().map_or(0, |first| first - GAP_MILLIS),
+    }
 }
 
 fn format_millis(millis: i64) -> String {
@@ -402,4 +417,24 @@ pub async fn bench(target: &Target, args: &BenchArgs, out: Output) -> Result<()>
         concurrent_records_per_second: concurrent,
         ratio,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replay_time;
+
+    #[test]
+    fn replay_time_falls_in_a_gap_near_the_middle() {
+        // Two PutRecords calls: records share a millisecond within a call.
+        let arrivals = vec![1000, 1000, 1001, 1001, 1050, 1050, 1051, 1200];
+        let at = replay_time(arrivals.clone());
+        assert!(arrivals.iter().all(|a| (a - at).abs() >= 2), "{at} is too close to an arrival");
+        assert!(at > 1001 && at < 1050, "{at}");
+    }
+
+    #[test]
+    fn replay_time_without_a_gap_starts_before_everything() {
+        assert!(replay_time(vec![5000, 5000, 5001]) < 5000);
+        assert_eq!(replay_time(vec![]), 0);
+    }
 }
