@@ -12,6 +12,7 @@ use labs_core::orders::RefusalPlan;
 use labs_core::partition::{ShardRange, shard_for_key};
 use labs_infra::SdkContext;
 use serde::Serialize;
+use tokio::task::JoinSet;
 
 /// PutRecords takes at most 500 records and 5 MiB per call.
 pub const MAX_BATCH_RECORDS: usize = 500;
@@ -282,7 +283,7 @@ pub async fn produce(
     }
     let pacer = Arc::new(Pacer { start: Instant::now(), sent: AtomicU64::new(0), rate });
     let max_records = rate.map_or(MAX_BATCH_RECORDS, |r| (r as usize).clamp(1, MAX_BATCH_RECORDS));
-    let mut senders = tokio::task::JoinSet::new();
+    let mut senders = JoinSet::new();
     for (_, shard_records) in per_shard {
         let (client, stream, pacer, progress) = (client.clone(), stream.to_owned(), pacer.clone(), progress.clone());
         senders.spawn(async move {
@@ -296,6 +297,11 @@ pub async fn produce(
             anyhow::Ok(stats)
         });
     }
+    gather(senders, total, started).await
+}
+
+/// Adds up what concurrent senders report, once every one has finished (or the first has failed).
+async fn gather(mut senders: JoinSet<Result<ProduceStats>>, total: usize, started: Instant) -> Result<ProduceStats> {
     let mut stats = ProduceStats { records: total, ..Default::default() };
     while let Some(joined) = senders.join_next().await {
         let sender = joined??;
@@ -466,7 +472,7 @@ pub async fn produce_with_sequence_ordering(
         keys[index].push(record);
     }
     let work = Arc::new(std::sync::Mutex::new(VecDeque::from(keys)));
-    let mut workers = tokio::task::JoinSet::new();
+    let mut workers = JoinSet::new();
     for _ in 0..concurrency.max(1) {
         let (client, stream, work, refusals, progress) =
             (client.clone(), stream.to_owned(), work.clone(), refusals.cloned(), progress.clone());
@@ -499,14 +505,7 @@ pub async fn produce_with_sequence_ordering(
             anyhow::Ok(stats)
         });
     }
-    let mut stats = ProduceStats { records: total, ..Default::default() };
-    while let Some(joined) = workers.join_next().await {
-        let worker = joined??;
-        stats.calls += worker.calls;
-        stats.retried_entries += worker.retried_entries;
-    }
-    stats.seconds = started.elapsed().as_secs_f64();
-    Ok(stats)
+    gather(workers, total, started).await
 }
 
 /// Where a consumer starts reading a shard.
