@@ -60,6 +60,12 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     let cargo_lambda = install()?;
     let source = source_dir()?;
     let target = target_dir()?;
+    // Parallel `labs up`s (tests, two terminals) would otherwise rewrite a zip while another
+    // reads it: one build at a time, and the zips are read before the lock is let go.
+    std::fs::create_dir_all(&target)?;
+    let lock_path = target.join(".labs-build.lock");
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
+    lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let lambda_dir = target.join("lambda");
     let bin_dir = cargo_lambda.parent().context("virtualenv has no bin directory")?.to_owned();
     let path = std::env::join_paths(
