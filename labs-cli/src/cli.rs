@@ -1,8 +1,6 @@
 //! The command line, and nothing else: these structs mirror the flags and validate values.
 //! Turning them into a target and clients happens in `target.rs`.
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::examples::ExampleId;
@@ -217,8 +215,4 @@ pub enum EmulatorCommand {
     Reset,
     /// Where the emulator keeps its files.
     Path,
-}
-
-pub fn data_dir_override() -> Option<PathBuf> {
-    std::env::var_os("LABS_HOME").map(PathBuf::from)
 }

@@ -20,8 +20,8 @@ const SERVICES: &str = "kinesis,sns,sqs,dynamodb,dynamodbstreams,lambda,iam,sts,
 
 /// Where labs keeps its private tools: `LABS_HOME`, else the user's data directory.
 pub fn home() -> Result<PathBuf> {
-    if let Some(dir) = crate::cli::data_dir_override() {
-        return Ok(dir);
+    if let Some(dir) = std::env::var_os("LABS_HOME") {
+        return Ok(PathBuf::from(dir));
     }
     Ok(dirs::data_dir().context("cannot tell where your data directory is: set LABS_HOME")?.join("stream-labs"))
 }

@@ -27,10 +27,12 @@ const SCENARIOS: [&str; 2] = ["workload", "backfill"];
 /// Products written before the stream existed, in the backfill scenario.
 const LEGACY_PRODUCTS: usize = 40;
 
+/// The names of this example's resources (as `infra/stacks/example-3.toml` declares them).
 struct Tables {
     products: String,
     index: String,
     checkpoints: String,
+    indexer: String,
 }
 
 impl Tables {
@@ -40,6 +42,7 @@ impl Tables {
             products: format!("{p}-ex3-products"),
             index: format!("{p}-ex3-search-index"),
             checkpoints: format!("{p}-ex3-indexer-checkpoints"),
+            indexer: format!("{p}-ex3-cdc-indexer"),
         }
     }
 }
@@ -327,7 +330,7 @@ async fn run_workload(target: &Target, tables: &Tables, settings: &Settings<'_>,
         tables.products,
         kinds.0,
         kinds.1,
-        tables.index.replace("search-index", "cdc-indexer")
+        tables.indexer
     ));
     let before = indexer_stats(target, tables).await?;
     write_ops(target, tables, &ops, "writing products").await?;
