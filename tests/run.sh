@@ -8,6 +8,10 @@ cd "$(dirname "$0")/.."
 # A port of its own, so a learner's emulator on 4566 is never touched.
 export LABS_EMULATOR_PORT="${LABS_EMULATOR_PORT:-4599}"
 
+# Formatting and lints first: cheap, and a failure here needs no emulator.
+cargo fmt --all --check
+cargo clippy --locked --workspace --all-targets -- -D warnings
+
 cargo build --locked -p labs-cli
 labs=target/debug/labs
 
