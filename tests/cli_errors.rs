@@ -69,3 +69,72 @@ fn list_shows_seven_examples_as_json() {
     let run = labs_offline(&["list", "--json"]).ok();
     assert_eq!(run.json().as_array().map(Vec::len), Some(7));
 }
+
+/// Runs `labs` with its own LABS_HOME and emulator port, offline.
+fn labs_on_port(home: &std::path::Path, port: u16, args: &[&str]) -> support::Run {
+    let out = std::process::Command::new(support::labs_bin())
+        .args(args)
+        .env("LABS_HOME", home)
+        .env("LABS_EMULATOR_PORT", port.to_string())
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn scratch_home(name: &str) -> std::path::PathBuf {
+    let home = std::env::temp_dir().join(format!("labs-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(home.join("run")).unwrap();
+    home
+}
+
+#[test]
+fn a_stale_pid_file_never_signals_another_process() {
+    // The pid file names a live process that is not the emulator (its pid was reused).
+    let home = scratch_home("stale-pid");
+    let mut bystander = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    std::fs::write(home.join("run/ministack-4597.pid"), bystander.id().to_string()).unwrap();
+    let run = labs_on_port(&home, 4597, &["emulator", "down"]).ok();
+    assert!(run.stdout.contains("no emulator started by labs"), "{}", run.stdout);
+    assert!(bystander.try_wait().unwrap().is_none(), "labs signalled a process it did not start");
+    assert!(!home.join("run/ministack-4597.pid").exists(), "the stale pid file is left behind");
+    bystander.kill().ok();
+    std::fs::remove_dir_all(home).ok();
+}
+
+#[test]
+fn another_server_on_the_port_is_named_not_taken_for_ministack() {
+    use std::io::{Read, Write};
+    // A LocalStack-compatible health check, and nothing else.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut request = [0u8; 2048];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..n]);
+            let (status, body) = if request.starts_with("GET /_localstack/health ") {
+                ("200 OK", r#"{"services": {"kinesis": "running"}, "version": "4.0.0"}"#)
+            } else {
+                ("404 Not Found", "{}")
+            };
+            let reply =
+                format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+            stream.write_all(reply.as_bytes()).ok();
+        }
+    });
+    let home = scratch_home("other-server");
+    let run = labs_on_port(&home, port, &["emulator", "up"]).fails();
+    let error = run.error_line();
+    assert!(error.contains("a LocalStack-compatible server (not MiniStack)"), "{error}");
+    assert!(error.contains("--endpoint-url"), "{error}");
+    let run = labs_on_port(&home, port, &["emulator", "status", "--json"]).ok();
+    assert_eq!(run.json()["server"]["kind"], "local-stack-compatible", "{}", run.stdout);
+    assert_eq!(run.json()["started_by_labs"], false);
+    std::fs::remove_dir_all(home).ok();
+}

@@ -139,12 +139,53 @@ fn agent() -> ureq::Agent {
     ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(2))).build().new_agent()
 }
 
+/// Who answers on an emulator endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind", content = "version")]
+pub enum Server {
+    /// MiniStack, with the version its health check reports.
+    #[serde(rename = "ministack")]
+    MiniStack(String),
+    /// Something that answers LocalStack's health check but not MiniStack's.
+    LocalStackCompatible,
+}
+
+impl Server {
+    pub fn describe(&self) -> String {
+        match self {
+            Server::MiniStack(version) => format!("MiniStack {version}"),
+            Server::LocalStackCompatible => "a LocalStack-compatible server (not MiniStack)".to_owned(),
+        }
+    }
+
+    /// Whether this is the emulator labs installs, at the pinned version.
+    pub fn is_embedded(&self) -> bool {
+        *self == Server::MiniStack(MINISTACK_VERSION.to_owned())
+    }
+}
+
+/// Who answers the health check on `endpoint`, if anyone.
+pub fn identify(endpoint: &str) -> Option<Server> {
+    let agent = agent();
+    let health = |path: &str| -> Option<serde_json::Value> {
+        let mut response = agent.get(&format!("{endpoint}{path}")).call().ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        // A body that is not JSON still says something answered.
+        let body = response.body_mut().read_to_string().unwrap_or_default();
+        Some(serde_json::from_str(&body).unwrap_or(serde_json::Value::Null))
+    };
+    if let Some(body) = health("/_ministack/health") {
+        let version = body["version"].as_str().unwrap_or("of unknown version").to_owned();
+        return Some(Server::MiniStack(version));
+    }
+    health("/_localstack/health").map(|_| Server::LocalStackCompatible)
+}
+
 /// Whether an emulator answers its health check on `endpoint`.
 pub fn healthy(endpoint: &str) -> bool {
-    let agent = agent();
-    ["/_ministack/health", "/_localstack/health"]
-        .iter()
-        .any(|path| agent.get(&format!("{endpoint}{path}")).call().is_ok_and(|r| r.status().is_success()))
+    identify(endpoint).is_some()
 }
 
 fn read_pid(port: u16) -> Result<Option<i32>> {
@@ -157,6 +198,32 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
+/// Whether `pid` is still the emulator labs started: alive, leading its own process group, and
+/// running our MiniStack. A pid file can outlive its process and the pid be reused by another.
+fn ours(pid: i32) -> bool {
+    // SAFETY: getpgid only reads the process table.
+    if !alive(pid) || unsafe { libc::getpgid(pid) } != pid {
+        return false;
+    }
+    let Ok(bin) = ministack_bin() else { return false };
+    let command = fs::read(format!("/proc/{pid}/cmdline")).ok().or_else(|| {
+        // Without /proc (macOS): ask ps.
+        Command::new("ps").args(["-o", "command=", "-p", &pid.to_string()]).output().ok().map(|o| o.stdout)
+    });
+    command.is_some_and(|c| String::from_utf8_lossy(&c).contains(&*bin.to_string_lossy()))
+}
+
+/// Stops the process group `pid` leads: politely, then for good.
+fn stop_group(pid: i32) {
+    // SAFETY: plain signal sends to the process group labs created (pgid == pid, checked by the caller).
+    unsafe { libc::kill(-pid, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+}
+
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub installed: bool,
@@ -164,6 +231,8 @@ pub struct Status {
     pub endpoint: String,
     pub running: bool,
     pub healthy: bool,
+    /// Who answers on the port; `None` when nothing does.
+    pub server: Option<Server>,
     pub started_by_labs: bool,
     pub pid: Option<i32>,
     pub home: PathBuf,
@@ -171,13 +240,15 @@ pub struct Status {
 
 pub fn status(port: u16) -> Result<Status> {
     let endpoint = endpoint(port);
-    let pid = read_pid(port)?.filter(|pid| alive(*pid));
-    let healthy = healthy(&endpoint);
+    let pid = read_pid(port)?.filter(|pid| ours(*pid));
+    let server = identify(&endpoint);
+    let healthy = server.is_some();
     Ok(Status {
         installed: venv()?.join(format!(".ministack-{MINISTACK_VERSION}")).exists(),
         version: MINISTACK_VERSION,
         running: pid.is_some() || healthy,
         healthy,
+        server,
         started_by_labs: pid.is_some(),
         pid,
         endpoint,
@@ -189,12 +260,12 @@ pub fn status(port: u16) -> Result<Status> {
 /// Returns whether this call started it.
 pub fn up(port: u16) -> Result<bool> {
     let endpoint = endpoint(port);
-    if healthy(&endpoint) {
+    if reuse(port, &endpoint)? {
         return Ok(false);
     }
     install()?;
     let _lock = lock(&format!("ministack-{port}"))?;
-    if healthy(&endpoint) {
+    if reuse(port, &endpoint)? {
         return Ok(false); // another labs process started it while we waited for the lock
     }
     if std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok() {
@@ -218,23 +289,48 @@ pub fn up(port: u16) -> Result<bool> {
         .spawn()
         .context("could not start MiniStack")?;
     fs::write(pid_file(port)?, child.id().to_string())?;
+    let pid = child.id() as i32;
     let spinner = crate::output::spinner(&format!("starting MiniStack on {endpoint}"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
+    let deadline = Instant::now() + START_TIMEOUT;
+    let failure = loop {
         if healthy(&endpoint) {
             spinner.finish_and_clear();
             return Ok(true);
         }
         if let Some(exit) = child.try_wait()? {
-            spinner.finish_and_clear();
             let log = fs::read(&log_path).unwrap_or_default();
-            bail!("MiniStack exited at start ({exit}): {} (log: {})", last_line(&log), log_path.display());
+            break format!("MiniStack exited at start ({exit}): {} (log: {})", last_line(&log), log_path.display());
         }
         if Instant::now() > deadline {
-            spinner.finish_and_clear();
-            bail!("MiniStack did not become healthy within 60 s (log: {})", log_path.display());
+            break format!(
+                "MiniStack did not become healthy within {} s, so labs stopped it (log: {})",
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
+    };
+    // Leave nothing behind from a start that failed: the process group, then the pid file.
+    spinner.finish_and_clear();
+    stop_group(pid);
+    child.try_wait().ok();
+    fs::remove_file(pid_file(port)?).ok();
+    bail!(failure)
+}
+
+/// How long MiniStack may take to answer its health check after starting.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Whether an emulator we can use already answers on `port`: our pinned MiniStack. Anything else
+/// answering there is an error that says what it is, so it is never taken for the embedded one.
+fn reuse(port: u16, endpoint: &str) -> Result<bool> {
+    match identify(endpoint) {
+        None => Ok(false),
+        Some(server) if server.is_embedded() => Ok(true),
+        Some(server) => bail!(
+            "port {port} is served by {}, not the embedded MiniStack {MINISTACK_VERSION}: use it with --endpoint-url {endpoint}, or set LABS_EMULATOR_PORT to a free port",
+            server.describe()
+        ),
     }
 }
 
@@ -245,17 +341,12 @@ pub fn down(port: u16) -> Result<bool> {
         return Ok(false);
     };
     let pid_path = pid_file(port)?;
-    if !alive(pid) {
+    if !ours(pid) {
+        // A stale pid file: that process is gone, or the pid now belongs to something else.
         fs::remove_file(pid_path).ok();
         return Ok(false);
     }
-    // SAFETY: plain signal sends to the process group labs created (pgid == pid).
-    unsafe { libc::kill(-pid, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while alive(pid) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    stop_group(pid);
     fs::remove_file(pid_path).ok();
     Ok(true)
 }

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+use std::net::ToSocketAddrs;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,14 +22,20 @@ pub fn prefix(name: &str) -> String {
     format!("t{}{}-{name}", std::process::id() % 100_000, n)
 }
 
-/// Starts the embedded emulator once per test binary unless an endpoint is given.
+/// Checks once per test binary that the test emulator answers. Tests never start one:
+/// `tests/run.sh` starts it (and stops it on exit), so no emulator outlives a test run.
 fn ensure_emulator() {
     static READY: OnceLock<()> = OnceLock::new();
     READY.get_or_init(|| {
-        if std::env::var_os("AWS_ENDPOINT_URL").is_none() {
-            let out = Command::new(labs_bin()).args(["emulator", "up"]).output().expect("run labs");
-            assert!(out.status.success(), "labs emulator up failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        let endpoint = endpoint();
+        let address = endpoint.trim_start_matches("http://").trim_start_matches("https://");
+        let answers = address
+            .to_socket_addrs()
+            .ok()
+            .into_iter()
+            .flatten()
+            .any(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok());
+        assert!(answers, "no emulator answers on {endpoint}: run the tests with `bash tests/run.sh`");
     });
 }
 
