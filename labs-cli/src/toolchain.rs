@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::emulator;
 
+mod inputs;
+
 pub const CARGO_LAMBDA_VERSION: &str = "1.9.2";
 /// New zig releases have broken cargo-lambda builds before: pin it with cargo-lambda.
 pub const ZIG_VERSION: &str = "0.17.1";
@@ -52,7 +54,8 @@ fn install() -> Result<PathBuf> {
 }
 
 /// Builds `packages` (crates under `lambdas/`, one binary each, named like the crate) for
-/// `provided.al2023` on x86_64 and returns their zips with the hash of each binary.
+/// `provided.al2023` on x86_64 and returns their zips with the hash of each binary. A package
+/// whose inputs are unchanged since its last build is not handed to the compiler at all.
 pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     if packages.is_empty() {
         return Ok(HashMap::new());
@@ -67,37 +70,80 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let lambda_dir = target.join("lambda");
+    let tools = format!("cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}");
+    let mut hashes = HashMap::new();
+    let mut stale = Vec::new();
+    for package in packages {
+        let hash = inputs::hash(&source, package, &tools)?;
+        let built = std::fs::read_to_string(fingerprint_path(&lambda_dir, package)).unwrap_or_default();
+        let outputs_exist =
+            lambda_dir.join(package).join("bootstrap.zip").exists() && binary_path(&target, package).exists();
+        if built.trim() != hash || !outputs_exist {
+            stale.push(package.clone());
+        }
+        hashes.insert(package.clone(), hash);
+    }
+    if stale.is_empty() {
+        crate::output::note(format!("{}: unchanged since the last build", packages.join(", ")));
+    } else {
+        compile(&cargo_lambda, &source, &target, &lambda_dir, &stale)?;
+        for package in &stale {
+            std::fs::write(fingerprint_path(&lambda_dir, package), &hashes[package])?;
+        }
+    }
+    let mut artifacts = HashMap::new();
+    for package in packages {
+        let zip_path = lambda_dir.join(package).join("bootstrap.zip");
+        let zip = std::fs::read(&zip_path).with_context(|| format!("cargo-lambda left no {}", zip_path.display()))?;
+        let binary_path = binary_path(&target, package);
+        let binary = std::fs::read(&binary_path).with_context(|| format!("cannot read {}", binary_path.display()))?;
+        let code_sha256 = format!("{:x}", Sha256::digest(&binary));
+        artifacts.insert(package.clone(), Artifact { zip, code_sha256 });
+    }
+    Ok(artifacts)
+}
+
+/// Where the hash of a package's inputs at its last successful build is kept.
+fn fingerprint_path(lambda_dir: &std::path::Path, package: &str) -> PathBuf {
+    lambda_dir.join(package).join(".labs-inputs")
+}
+
+fn binary_path(target: &std::path::Path, package: &str) -> PathBuf {
+    target.join("x86_64-unknown-linux-gnu/debug").join(package)
+}
+
+/// Runs cargo-lambda once for `packages`. A failure is one line: the first error, and where the
+/// whole compiler output was saved.
+fn compile(
+    cargo_lambda: &std::path::Path,
+    source: &std::path::Path,
+    target: &std::path::Path,
+    lambda_dir: &std::path::Path,
+    packages: &[String],
+) -> Result<()> {
     let bin_dir = cargo_lambda.parent().context("virtualenv has no bin directory")?.to_owned();
     let path = std::env::join_paths(
         std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )?;
     let spinner = crate::output::spinner(&format!("building {} with cargo-lambda", packages.join(", ")));
-    let mut command = Command::new(&cargo_lambda);
+    let mut command = Command::new(cargo_lambda);
     command
-        .current_dir(&source)
+        .current_dir(source)
         .env("PATH", path)
-        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_TARGET_DIR", target)
         .args(["lambda", "build", "--quiet", "--x86-64", "--output-format", "zip", "--lambda-dir"])
-        .arg(&lambda_dir);
+        .arg(lambda_dir);
     for package in packages {
         command.args(["--package", package]);
     }
     let out = command.output().context("could not run cargo-lambda")?;
     spinner.finish_and_clear();
     if !out.status.success() {
+        let log_path = target.join("last-build.log");
+        std::fs::write(&log_path, [out.stdout.as_slice(), out.stderr.as_slice()].concat())?;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let first_error = stderr.lines().find(|l| l.contains("error")).unwrap_or("see the output above");
-        eprintln!("{stderr}");
-        bail!("cargo-lambda could not build {}: {}", packages.join(", "), first_error.trim());
+        let first_error = stderr.lines().find(|l| l.contains("error")).unwrap_or("no error line").trim().to_owned();
+        bail!("cargo-lambda could not build {}: {first_error} (full log: {})", packages.join(", "), log_path.display());
     }
-    let mut artifacts = HashMap::new();
-    for package in packages {
-        let zip_path = lambda_dir.join(package).join("bootstrap.zip");
-        let zip = std::fs::read(&zip_path).with_context(|| format!("cargo-lambda left no {}", zip_path.display()))?;
-        let binary_path = target.join("x86_64-unknown-linux-gnu/debug").join(package);
-        let binary = std::fs::read(&binary_path).with_context(|| format!("cannot read {}", binary_path.display()))?;
-        let code_sha256 = format!("{:x}", Sha256::digest(&binary));
-        artifacts.insert(package.clone(), Artifact { zip, code_sha256 });
-    }
-    Ok(artifacts)
+    Ok(())
 }
