@@ -147,8 +147,8 @@ pub async fn process_batch<S: CounterStore>(
         invocation.outcome = Outcome::Failed;
         invocation.detail = err.to_string();
     }
-    // Best effort once the effects are written: the outcome is for the learner, not for
-    // correctness, and failing here would only make Lambda redeliver a batch that is done.
+    // Best effort once the effects are written: failing here would only make Lambda redeliver a
+    // batch that is done. A row left `started` tells the learner the outcome was not recorded.
     if let Err(err) = store.record_invocation(&invocation).await {
         tracing::error!(shard_id = %shard_id, request_id, "could not record the invocation's outcome: {err}");
     }

@@ -145,6 +145,8 @@ pub trait CounterStore {
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<MemoryState>,
+    /// Every transaction fails, to stand for a table that is down.
+    transactions_fail: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -156,6 +158,11 @@ struct MemoryState {
 }
 
 impl MemoryStore {
+    /// A store whose transactions all fail (the other calls work).
+    pub fn with_failing_transactions() -> Self {
+        Self { transactions_fail: true, ..Self::default() }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, MemoryState> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -222,6 +229,9 @@ impl CounterStore for MemoryStore {
 
     async fn apply(&self, plan: &TransactionPlan) -> Result<TransactionResult, StoreError> {
         let invalid = |message: String| StoreError::Dynamo { operation: "TransactWriteItems", message };
+        if self.transactions_fail {
+            return Err(invalid("InternalServerError: the table is down".to_owned()));
+        }
         if plan.actions() > MAX_TRANSACTION_ACTIONS {
             return Err(invalid(format!("ValidationException: {} actions, at most 100", plan.actions())));
         }

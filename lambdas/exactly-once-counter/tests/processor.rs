@@ -277,3 +277,16 @@ async fn a_batch_without_shards_or_across_shards_is_refused() {
     assert!(failures(&process_batch(&store, &empty, "a").await.unwrap()).is_empty());
     assert!(store.invocations().is_empty());
 }
+
+#[tokio::test]
+async fn a_store_failure_fails_the_batch_and_is_recorded() {
+    let events = generate(&spec(Scenario::Happy, 5));
+    let store = MemoryStore::with_failing_transactions();
+    let err = process_batch(&store, &batch(&events, 0..5), "a").await.unwrap_err().to_string();
+    assert!(err.contains("TransactWriteItems") && err.contains("down"), "{err}");
+    assert!(counted(&store).is_empty());
+    assert_eq!(naive(&store), delivered_totals(&events), "the naive increments went through first");
+    let invocation = &store.invocations()[0];
+    assert_eq!((invocation.outcome, invocation.naive_records), (Outcome::Failed, 5));
+    assert!(invocation.detail.contains("TransactWriteItems"), "{}", invocation.detail);
+}
