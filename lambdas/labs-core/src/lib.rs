@@ -10,5 +10,6 @@ pub mod log_check;
 pub mod order_messages;
 pub mod orders;
 pub mod partition;
+pub mod purchases;
 pub mod search_index;
 pub mod sequence;
