@@ -37,6 +37,7 @@ fi
 # that deploy functions do not each wait for the compiler.
 "$labs" build
 
-# The indexer's DynamoDB store test talks to the same emulator.
+# The functions' DynamoDB store tests talk to the same emulator.
 export CDC_INDEXER_TEST_ENDPOINT="$endpoint"
+export EXACTLY_ONCE_COUNTER_TEST_ENDPOINT="$endpoint"
 cargo test --locked --workspace -- --include-ignored
