@@ -124,7 +124,7 @@ async fn a_workload_with_races_keeps_every_invariant() {
     let workload = generate(&spec);
     // Every other command writes the old shape, so the store holds both.
     let options = |n: usize| ExecuteOptions {
-        schema: if n % 2 == 0 { Schema::V1 } else { Schema::V2 },
+        schema: if n.is_multiple_of(2) { Schema::V1 } else { Schema::V2 },
         max_attempts: 10,
         snapshot_every: 5,
     };
