@@ -41,7 +41,10 @@ pub enum Step {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Workload {
+    /// The accounts the commands pick from, opened and funded by the first steps.
     pub accounts: Vec<String>,
+    /// An account opened and closed right after them, for commands on a closed account.
+    pub closed_account: String,
     pub steps: Vec<Step>,
 }
 
@@ -75,6 +78,7 @@ struct Generator<'a> {
     /// Balances as if every command so far ran alone and in order.
     guessed: BTreeMap<String, u64>,
     accounts: Vec<String>,
+    closed_account: String,
     issued: usize,
     total: usize,
 }
@@ -144,7 +148,8 @@ impl Generator<'_> {
         let account = self.pick_account();
         let balance = self.guess(&account);
         let ghost = format!("{}{}-ghost-{}", self.spec.namespace, self.spec.seed, self.rng.random_range(0..100));
-        match self.rng.random_range(0..6) {
+        match self.rng.random_range(0..7) {
+            6 => Action::Transfer { from: account, to: self.closed_account.clone(), amount: 1 },
             0 => Action::Withdraw { account_id: account, amount: balance + self.rng.random_range(1..=10_000) },
             1 => Action::Deposit { account_id: ghost, amount: 500 },
             2 => Action::Transfer { from: account.clone(), to: account, amount: 1 },
@@ -177,6 +182,7 @@ impl Generator<'_> {
 pub fn generate(spec: &WorkloadSpec) -> Workload {
     let accounts: Vec<String> =
         (0..spec.accounts.max(1)).map(|n| format!("{}{}-acct-{n:03}", spec.namespace, spec.seed)).collect();
+    let closed_account = format!("{}{}-closed", spec.namespace, spec.seed);
     let races = spec.races.min(spec.commands / 2);
     let singles = spec.commands - 2 * races;
     let mut generator = Generator {
@@ -184,8 +190,9 @@ pub fn generate(spec: &WorkloadSpec) -> Workload {
         rng: ChaCha8Rng::seed_from_u64(mixed_seed(spec)),
         guessed: BTreeMap::new(),
         accounts: accounts.clone(),
+        closed_account: closed_account.clone(),
         issued: 0,
-        total: 2 * accounts.len() + spec.commands,
+        total: 2 * accounts.len() + 2 + spec.commands,
     };
     let mut steps = Vec::new();
     for (n, account) in accounts.iter().enumerate() {
@@ -198,6 +205,10 @@ pub fn generate(spec: &WorkloadSpec) -> Workload {
         generator.apply_guess(&deposit);
         steps.push(Step::Single { command: generator.command(deposit) });
     }
+    let open = Action::Open { account_id: closed_account.clone(), owner: "owner-closed".into() };
+    steps.push(Step::Single { command: generator.command(open) });
+    let close = Action::Close { account_id: closed_account.clone() };
+    steps.push(Step::Single { command: generator.command(close) });
     // Where the races go among the single commands: spread evenly, so each sees a funded account.
     let race_every = singles.checked_div(races).map_or(usize::MAX, |every| every.max(1));
     let (mut singles_left, mut races_left) = (singles, races);
@@ -222,7 +233,7 @@ pub fn generate(spec: &WorkloadSpec) -> Workload {
             since_race += 1;
         }
     }
-    Workload { accounts, steps }
+    Workload { accounts, closed_account, steps }
 }
 
 #[cfg(test)]
@@ -232,6 +243,7 @@ mod tests {
     use super::*;
     use crate::ledger::account::{Account, decide, evolve};
     use crate::ledger::check::{check_money, check_outcomes, check_versions};
+    use crate::ledger::command::RejectReason;
 
     fn spec(seed: u64) -> WorkloadSpec {
         WorkloadSpec { namespace: "t".into(), seed, accounts: 6, commands: 200, races: 10, invalid_percent: 15 }
@@ -268,7 +280,7 @@ mod tests {
     fn it_has_the_requested_size_unique_ids_and_times_in_order() {
         let workload = generate(&spec(3));
         let commands = workload.commands();
-        assert_eq!(commands.len(), 2 * 6 + 200);
+        assert_eq!(commands.len(), 2 * 6 + 2 + 200);
         let races = workload.steps.iter().filter(|s| matches!(s, Step::Race { .. })).count();
         assert_eq!(races, 10);
         let ids: BTreeSet<&str> = commands.iter().map(|c| c.command_id.as_str()).collect();
@@ -300,7 +312,8 @@ mod tests {
         assert!(outcomes.accepted >= 150, "{outcomes:?}");
         let reasons: BTreeSet<String> =
             rejections.iter().map(|r| format!("{:?}", r.reason).split([' ', '{']).next().unwrap().to_owned()).collect();
-        assert!(reasons.len() >= 4, "{reasons:?}");
+        assert!(reasons.len() >= 5, "{reasons:?}");
+        assert!(rejections.iter().any(|r| r.account_id == workload.closed_account && r.reason == RejectReason::Closed));
         assert!(check_versions(&events).is_ok());
         assert!(check_money(&events).is_ok());
     }
