@@ -109,6 +109,8 @@ pub async fn load_account<E: EventStore, T: StateTable>(
 /// instead of deciding again, so a command is never applied twice. (That check reads the tail
 /// only: a snapshot taken in between would hide them; snapshots are taken by this function right
 /// after its own append, so that needs two writers snapshotting the same account at once.)
+/// The rejection log is not consulted: a refused command run again is decided again, and may
+/// be accepted this time, so callers run each command once and leave retries to this function.
 pub async fn execute<E: EventStore, T: StateTable>(
     store: &E,
     snapshots: &T,
