@@ -40,4 +40,5 @@ fi
 # The functions' DynamoDB store tests talk to the same emulator.
 export CDC_INDEXER_TEST_ENDPOINT="$endpoint"
 export EXACTLY_ONCE_COUNTER_TEST_ENDPOINT="$endpoint"
+export LEDGER_TEST_ENDPOINT="$endpoint"
 cargo test --locked --workspace -- --include-ignored
