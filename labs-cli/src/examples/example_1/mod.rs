@@ -63,6 +63,24 @@ struct ReplayCheck {
     identical: bool,
 }
 
+impl ShardSummary {
+    fn row(&self) -> Vec<String> {
+        let lag = |millis: i64| format!("{millis} ms");
+        let offsets = [self.first_sequence_number.clone(), self.last_sequence_number.clone()];
+        let mut row = vec![self.shard_id.clone(), self.records.to_string()];
+        row.extend(offsets);
+        row.extend([lag(self.lag_at_start_ms), lag(self.lag_at_end_ms)]);
+        row
+    }
+}
+
+impl ReplayCheck {
+    fn row(&self) -> Vec<String> {
+        let identical = if self.identical { "yes" } else { "NO" };
+        vec![self.from.clone(), self.expected.to_string(), self.read_again.to_string(), identical.to_owned()]
+    }
+}
+
 fn same_records(a: &[&Incoming], b: &[Incoming]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.sequence_number == y.sequence_number && x.data == y.data)
 }
@@ -146,16 +164,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     out.table(
         "   Per shard (all runs): records, offsets, and MillisBehindLatest when reading began and ended",
         &["shard", "records", "first sequence number", "last sequence number", "lag at start", "lag at end"],
-        summaries.iter().map(|s| {
-            vec![
-                s.shard_id.clone(),
-                s.records.to_string(),
-                s.first_sequence_number.clone(),
-                s.last_sequence_number.clone(),
-                format!("{} ms", s.lag_at_start_ms),
-                format!("{} ms", s.lag_at_end_ms),
-            ]
-        }),
+        summaries.iter().map(ShardSummary::row),
     );
 
     // 3. Replay from a remembered offset.
@@ -207,14 +216,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     out.table(
         "3. Replay: a consumer that remembers its offset (or a time) reads the same records again",
         &["start from", "records expected", "records read again", "identical"],
-        [&after_sequence, &at_timestamp].iter().map(|c| {
-            vec![
-                c.from.clone(),
-                c.expected.to_string(),
-                c.read_again.to_string(),
-                if c.identical { "yes" } else { "NO" }.to_owned(),
-            ]
-        }),
+        [&after_sequence, &at_timestamp].map(ReplayCheck::row),
     );
     out.say(format!(
         "\nReading removed nothing: the {count} records of run {seed} are still in the log for any consumer, at any offset.\n\

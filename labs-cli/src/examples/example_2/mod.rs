@@ -232,12 +232,6 @@ async fn find_in(lab: &Lab<'_>, url: &str, body: &str) -> Result<Option<Received
     Ok(messaging::peek(lab.sqs(), url).await?.into_iter().find(|m| m.body == body))
 }
 
-#[derive(Serialize)]
-struct RunReport {
-    topic: String,
-    scenarios: Vec<ScenarioReport>,
-}
-
 async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     if args.query.is_some() {
         bail!("example-2 has no --query (that is example-3's search)");
@@ -295,6 +289,12 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
         bail!("{}", problems.join("; "));
     }
     Ok(())
+}
+
+#[derive(Serialize)]
+struct RunReport {
+    topic: String,
+    scenarios: Vec<ScenarioReport>,
 }
 
 #[cfg(test)]

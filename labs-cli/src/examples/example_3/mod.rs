@@ -26,18 +26,18 @@ use crate::driver::dynamodb as db;
 use crate::output::{self, Output};
 use crate::target::Target;
 
+// The resources `infra/stacks/example-3.toml` declares.
+const PRODUCTS: Table = Table::new("ex3-products");
+const SEARCH_INDEX: Table = Table::new("ex3-search-index");
+const CHECKPOINTS: Table = Table::new("ex3-indexer-checkpoints");
+const INDEXER: Lambda = Lambda::new("ex3-cdc-indexer");
+
 pub const ABOUT: About = About::new(
     3,
     "Change data capture",
     "a derived search index kept in sync from the database's change log",
     "DynamoDB + Streams, Lambda",
 );
-
-// The resources `infra/stacks/example-3.toml` declares.
-const PRODUCTS: Table = Table::new("ex3-products");
-const SEARCH_INDEX: Table = Table::new("ex3-search-index");
-const CHECKPOINTS: Table = Table::new("ex3-indexer-checkpoints");
-const INDEXER: Lambda = Lambda::new("ex3-cdc-indexer");
 
 const DEFAULT_OPERATIONS: usize = 300;
 /// How long the index may take to catch up before `run` and `verify` give up.
