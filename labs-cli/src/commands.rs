@@ -19,7 +19,8 @@ use crate::provision;
 use crate::target::Target;
 use crate::toolchain;
 
-/// The function `labs doctor` deploys (`infra/stacks/probe.toml`).
+/// The stack `labs doctor` deploys (`infra/stacks/probe.toml`), and its one function.
+const PROBE_STACK: &str = "probe";
 const PROBE: stack::Lambda = stack::Lambda::new("probe");
 
 /// A registered example as `labs list --json` shows it.
@@ -270,7 +271,7 @@ struct DoctorReport {
 /// deploys it like any example's function, the target runs it, and `down` removes it.
 pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
     let target = Target::resolve(&global.target(), true).await?;
-    let stack = stack::load("probe")?;
+    let stack = stack::load(PROBE_STACK)?;
     provision::up_stack(&target, &stack, false, Output::quiet()).await?;
     let function = target.name(PROBE);
     let nonce = format!("{:016x}", rand::random::<u64>());
@@ -293,7 +294,7 @@ pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
     let passed = invoked.function_error().is_none()
         && reply["echo"] == payload
         && reply["function_name"] == function.as_str()
-        && reply["labs_example"] == "probe";
+        && reply["labs_example"] == PROBE_STACK;
     provision::destroy_stack(&target, &stack).await?;
     out.table(
         "Pipeline check",
@@ -316,13 +317,17 @@ pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
 }
 
 pub fn build(args: &BuildArgs, out: Output) -> Result<()> {
-    let names: Vec<String> = match args.example {
-        Some(id) => vec![id.to_string()],
-        None => stack::declared().map(str::to_owned).collect(),
+    let stacks: Vec<stack::Stack> = match args.example {
+        Some(id) => vec![id.stack()?],
+        // Every built example's functions, and the probe `labs doctor` deploys.
+        None => {
+            let probe = std::iter::once(stack::load(PROBE_STACK).map_err(anyhow::Error::from));
+            examples::built().map(|(about, _)| about.id.stack()).chain(probe).collect::<Result<_>>()?
+        }
     };
     let mut packages: Vec<String> = Vec::new();
-    for name in names {
-        for function in stack::load(&name)?.functions {
+    for stack in stacks {
+        for function in stack.functions {
             if !packages.contains(&function.package) {
                 packages.push(function.package);
             }
@@ -396,5 +401,16 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             println!("{}", emulator::home()?.display());
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_function_is_declared_in_the_probe_stack() {
+        let stack = stack::load(PROBE_STACK).unwrap();
+        assert_eq!(stack.check(&PROBE.any()), Ok(()));
     }
 }
