@@ -31,7 +31,7 @@ fn unreachable_endpoint() {
 #[test]
 fn example_not_built_yet() {
     let run = labs_offline(&["up", "example-6"]).fails();
-    assert!(run.error_line().contains("example-6 provisions nothing yet"));
+    assert!(run.error_line().contains("example-6 is not built yet"), "{}", run.stderr);
 }
 
 #[test]

@@ -163,7 +163,7 @@ pub struct Vars {
 impl Vars {
     /// The full name of a declared resource.
     pub fn name(&self, suffix: &str) -> String {
-        format!("{}-{}", self.prefix, suffix)
+        full_name(&self.prefix, suffix)
     }
 
     pub fn expand(&self, text: &str) -> String {
@@ -174,13 +174,109 @@ impl Vars {
     }
 }
 
-macro_rules! stacks {
-    ($($file:literal),* $(,)?) => {
-        /// Every declaration, compiled into the binary so `labs` works from any directory.
-        const SOURCES: &[(&str, &str)] = &[$(($file, include_str!(concat!("../stacks/", $file, ".toml")))),*];
-    };
+// `SOURCES`: every `infra/stacks/*.toml`, found by `build.rs`.
+include!(concat!(env!("OUT_DIR"), "/stacks.rs"));
+
+/// The full name of a declared resource: `<prefix>-<logical name>`. The one place a name is
+/// put together, for the engine and for the code that uses the resources.
+pub fn full_name(prefix: &str, logical: &str) -> String {
+    format!("{prefix}-{logical}")
 }
-stacks!("example-1", "example-2", "example-3", "example-7", "probe");
+
+/// The kinds of resource code refers to by handle, each with the names a stack declares of it.
+pub trait HandleKind {
+    /// How an error or a test names the kind.
+    const KIND: &'static str;
+    fn declared(stack: &Stack) -> Vec<&str>;
+}
+
+macro_rules! handle_kinds {
+    ($($(#[$doc:meta])* $kind:ident = $what:literal: |$stack:ident| $names:expr;)*) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $kind;
+
+        impl HandleKind for $kind {
+            const KIND: &'static str = $what;
+            fn declared($stack: &Stack) -> Vec<&str> {
+                $names
+            }
+        }
+    )*};
+}
+
+handle_kinds! {
+    /// A Kinesis stream.
+    StreamKind = "Kinesis stream": |stack| stack.kinesis_streams.iter().map(|s| s.name.as_str()).collect();
+    /// A DynamoDB table.
+    TableKind = "DynamoDB table": |stack| stack.dynamodb_tables.iter().map(|t| t.name.as_str()).collect();
+    /// An SNS topic.
+    TopicKind = "SNS topic": |stack| stack.sns_topics.iter().map(|t| t.name.as_str()).collect();
+    /// An SQS queue.
+    QueueKind = "SQS queue": |stack| stack.sqs_queues.iter().map(|q| q.name.as_str()).collect();
+    /// A Lambda function.
+    FunctionKind = "Lambda function": |stack| stack.functions.iter().map(|f| f.name.as_str()).collect();
+}
+
+/// A typed reference to a resource a stack declares, by its logical name (the `name` in the
+/// stack file). Code turns it into the full name with [`Handle::full_name`]; a test checks with
+/// [`Stack::check`] that the stack declares it, with this kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handle<K> {
+    logical: &'static str,
+    kind: std::marker::PhantomData<K>,
+}
+
+impl<K: HandleKind> Handle<K> {
+    pub const fn new(logical: &'static str) -> Self {
+        Self { logical, kind: std::marker::PhantomData }
+    }
+
+    pub fn logical(&self) -> &'static str {
+        self.logical
+    }
+
+    pub fn full_name(&self, prefix: &str) -> String {
+        full_name(prefix, self.logical)
+    }
+
+    /// The same reference without its kind in the type, for lists of what an example uses.
+    pub const fn any(self) -> AnyHandle {
+        AnyHandle { logical: self.logical, kind: K::KIND, declared: K::declared }
+    }
+}
+
+pub type Stream = Handle<StreamKind>;
+pub type Table = Handle<TableKind>;
+pub type Topic = Handle<TopicKind>;
+pub type Queue = Handle<QueueKind>;
+pub type Lambda = Handle<FunctionKind>;
+
+/// A handle of any kind, as examples list the resources they use.
+#[derive(Clone, Copy)]
+pub struct AnyHandle {
+    logical: &'static str,
+    kind: &'static str,
+    declared: fn(&Stack) -> Vec<&str>,
+}
+
+impl std::fmt::Debug for AnyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.kind, self.logical)
+    }
+}
+
+impl Stack {
+    /// Whether this stack declares `handle`'s resource, as that kind; the error says which
+    /// handle is missing.
+    pub fn check(&self, handle: &AnyHandle) -> Result<(), String> {
+        if (handle.declared)(self).contains(&handle.logical) {
+            Ok(())
+        } else {
+            Err(format!("{} declares no {} named {}", self.example, handle.kind, handle.logical))
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
@@ -251,6 +347,16 @@ mod tests {
             load("example-99").unwrap_err().to_string(),
             "example-99 provisions nothing yet: its lab has not been built"
         );
+    }
+
+    #[test]
+    fn handles_are_checked_by_kind() {
+        let stack = load("example-1").unwrap();
+        let clicks = Stream::new("ex1-clicks");
+        assert_eq!(stack.check(&clicks.any()), Ok(()));
+        assert_eq!(clicks.full_name("p"), "p-ex1-clicks");
+        let as_table = Table::new("ex1-clicks").any();
+        assert_eq!(stack.check(&as_table), Err("example-1 declares no DynamoDB table named ex1-clicks".to_owned()));
     }
 
     #[test]

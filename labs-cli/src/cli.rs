@@ -3,7 +3,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::examples::ExampleId;
+use crate::examples::{BenchOptions, ExampleId, RunOptions, VerifyOptions};
+use crate::target::TargetChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -41,6 +42,17 @@ pub struct GlobalArgs {
     pub yes: bool,
 }
 
+impl GlobalArgs {
+    pub fn target(&self) -> TargetChoice {
+        TargetChoice {
+            prefix: self.prefix.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+            aws: self.aws,
+            yes: self.yes,
+        }
+    }
+}
+
 fn parse_prefix(value: &str) -> Result<String, String> {
     let valid = !value.is_empty()
         && value.len() <= 20
@@ -55,7 +67,7 @@ fn parse_prefix(value: &str) -> Result<String, String> {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List the seven examples and the part of the chapter each teaches.
+    /// List the examples and the part of the chapter each teaches.
     List,
     /// Show the target, the emulator's health and what is provisioned per example.
     Status,
@@ -89,7 +101,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct ExampleArg {
-    /// example-1 ... example-7
+    /// example-1, example-2, ... (see `labs list`)
     pub example: ExampleId,
 }
 
@@ -126,6 +138,18 @@ pub struct RunArgs {
     pub query: Option<String>,
 }
 
+impl VerifyArgs {
+    pub fn options(&self) -> VerifyOptions {
+        VerifyOptions { wait: std::time::Duration::from_secs(self.wait) }
+    }
+}
+
+impl RunArgs {
+    pub fn options(&self) -> RunOptions {
+        RunOptions { scenario: self.scenario.clone(), count: self.count, seed: self.seed, query: self.query.clone() }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum KeyStrategy {
     /// The user id: one user's events stay in order on one shard.
@@ -153,7 +177,7 @@ pub struct ProduceArgs {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum From {
+pub enum StartFrom {
     TrimHorizon,
     Latest,
     AtTimestamp,
@@ -164,8 +188,8 @@ pub enum From {
 pub struct ConsumeArgs {
     #[arg(long)]
     pub stream: String,
-    #[arg(long, value_enum, default_value_t = From::TrimHorizon)]
-    pub from: From,
+    #[arg(long, value_enum, default_value_t = StartFrom::TrimHorizon)]
+    pub from: StartFrom,
     /// With --from at-timestamp: RFC 3339 time or Unix seconds.
     #[arg(long, required_if_eq("from", "at-timestamp"))]
     pub timestamp: Option<String>,
@@ -195,6 +219,12 @@ pub struct BenchArgs {
     /// Records (example 1) or writes (example 3) to measure with.
     #[arg(long)]
     pub count: Option<usize>,
+}
+
+impl BenchArgs {
+    pub fn options(&self) -> BenchOptions {
+        BenchOptions { count: self.count }
+    }
 }
 
 #[derive(Debug, Subcommand)]

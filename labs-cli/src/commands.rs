@@ -4,97 +4,68 @@
 use std::collections::HashMap;
 
 use anyhow::{Result, bail};
-use labs_infra::{Action, Artifact, Engine, Removal, SdkContext, stack};
+use labs_infra::{Action, Engine, Removal, SdkContext, stack};
 use serde::Serialize;
 
 use crate::cli::{
-    BuildArgs, ConsumeArgs, EmulatorCommand, ExampleArg, From, GlobalArgs, KeyStrategy, ProduceArgs, UpArgs,
+    BuildArgs, ConsumeArgs, EmulatorCommand, ExampleArg, GlobalArgs, KeyStrategy, ProduceArgs, StartFrom, UpArgs,
 };
-use crate::driver::kinesis::{self as log, Position, Until};
+use crate::driver::clickstream;
+use crate::driver::kinesis::{self, Position, Until};
 use crate::emulator;
-use crate::examples::{self, CATALOG, ExampleId};
+use crate::examples::{self, About};
 use crate::output::{self, Output, note};
+use crate::provision;
 use crate::target::Target;
 use crate::toolchain;
 
+/// The stack `labs doctor` deploys (`infra/stacks/probe.toml`), and its one function.
+const PROBE_STACK: &str = "probe";
+const PROBE: stack::Lambda = stack::Lambda::new("probe");
+
+/// A registered example as `labs list --json` shows it.
+#[derive(Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    about: &'static About,
+    built: bool,
+}
+
 pub fn list(out: Output) -> Result<()> {
+    let listed: Vec<Listed> =
+        examples::REGISTRY.iter().map(|e| Listed { about: &e.about, built: e.example.is_some() }).collect();
     out.table(
         "",
         &["example", "title", "what it teaches", "AWS parts", "ready"],
-        CATALOG.iter().map(|e| {
+        listed.iter().map(|e| {
             vec![
-                e.id.to_string(),
-                e.title.into(),
-                e.teaches.into(),
-                e.aws.into(),
+                e.about.id.to_string(),
+                e.about.title.into(),
+                e.about.teaches.into(),
+                e.about.aws.into(),
                 if e.built { "yes" } else { "not yet" }.into(),
             ]
         }),
     );
-    out.json(&CATALOG)
-}
-
-/// The stack an example provisions (`infra/stacks/example-N.toml`).
-fn stack_for(id: ExampleId) -> Result<stack::Stack> {
-    Ok(stack::load(&id.to_string())?)
-}
-
-/// Builds the functions a stack deploys.
-fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
-    let packages: Vec<String> = stack.functions.iter().map(|f| f.package.clone()).collect();
-    toolchain::build(&packages)
+    out.json(&listed)
 }
 
 pub async fn up(global: &GlobalArgs, args: &UpArgs, out: Output) -> Result<()> {
-    let stack = stack_for(args.example)?;
-    let target = Target::resolve(global, true).await?;
-    up_stack(&target, &stack, args.dry_run, out).await
-}
-
-pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out: Output) -> Result<()> {
-    let artifacts = build_for(stack)?;
-    let engine = Engine::connect(&target.clients, &target.prefix).await?;
-    let plan = engine.plan(stack, &artifacts).await?;
-    out.table(
-        &format!("Plan for {} (prefix {}):", stack.example, target.prefix),
-        &["resource", "name", "action", "settings"],
-        plan.changes.iter().map(|c| vec![c.kind.to_string(), c.name.clone(), c.action.to_string(), c.settings.clone()]),
-    );
-    if dry_run {
-        out.say("Dry run: nothing was changed.");
-        return out.json(&plan);
-    }
-    if plan.is_noop() {
-        out.say(format!("{} is up to date.", stack.example));
-        return out.json(&plan);
-    }
-    target.confirm(&format!("Apply this plan to {}?", target.kind.describe()))?;
-    let spinner = output::spinner("applying");
-    let progress = |message: &str| spinner.set_message(message.to_owned());
-    engine.apply(stack, &plan, &artifacts, &progress).await?;
-    spinner.finish_and_clear();
-    let changed = plan.changes.iter().filter(|c| c.action != Action::Unchanged).count();
-    out.say(format!(
-        "{} is up: {changed} resources created or updated. Next: labs run {}",
-        stack.example, stack.example
-    ));
-    out.json(&plan)
+    let stack = args.example.stack()?;
+    let target = Target::resolve(&global.target(), true).await?;
+    provision::up_stack(&target, &stack, args.dry_run, out).await
 }
 
 pub async fn down(global: &GlobalArgs, args: &ExampleArg, out: Output) -> Result<()> {
-    let stack = stack_for(args.example)?;
-    let target = Target::resolve(global, true).await?;
+    let stack = args.example.stack()?;
+    let target = Target::resolve(&global.target(), true).await?;
     target.confirm(&format!(
         "Delete {} resources with prefix {} from {}?",
         stack.example,
         target.prefix,
         target.kind.describe()
     ))?;
-    let engine = Engine::connect(&target.clients, &target.prefix).await?;
-    let spinner = output::spinner("removing");
-    let progress = |message: &str| spinner.set_message(message.to_owned());
-    let removed = engine.destroy(&stack, &progress).await?;
-    spinner.finish_and_clear();
+    let removed = provision::destroy_stack(&target, &stack).await?;
     out.table(
         &format!("{} down (prefix {}):", stack.example, target.prefix),
         &["resource", "name", "result"],
@@ -125,7 +96,7 @@ struct ExampleStatus {
 }
 
 pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
-    let target = Target::resolve(global, false).await?;
+    let target = Target::resolve(&global.target(), false).await?;
     let emulator = match &target.kind {
         crate::target::TargetKind::Embedded { .. } => Some(emulator::status(emulator::port()?)?),
         _ => None,
@@ -147,8 +118,8 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
     let mut examples = Vec::new();
     if emulator.as_ref().is_none_or(|s| s.healthy) {
         let engine = Engine::connect(&target.clients, &target.prefix).await?;
-        for about in CATALOG.iter().filter(|e| e.built) {
-            let stack = stack_for(about.id)?;
+        for (about, _) in examples::built() {
+            let stack = about.id.stack()?;
             let plan = engine.plan(&stack, &HashMap::new()).await?;
             let provisioned = plan.changes.iter().filter(|c| c.action != Action::Create).count();
             examples.push(ExampleStatus { example: about.id.to_string(), provisioned, declared: plan.changes.len() });
@@ -173,7 +144,7 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
 
 pub async fn produce(global: &GlobalArgs, args: &ProduceArgs, out: Output) -> Result<()> {
     use labs_core::clickstream::{ClickstreamSpec, generate};
-    let target = Target::resolve(global, true).await?;
+    let target = Target::resolve(&global.target(), true).await?;
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
@@ -186,7 +157,7 @@ pub async fn produce(global: &GlobalArgs, args: &ProduceArgs, out: Output) -> Re
     let records = events
         .iter()
         .map(|event| {
-            let mut record = examples::example_1::encode(event);
+            let mut record = clickstream::encode(event);
             record.partition_key = match args.keys {
                 KeyStrategy::User => event.user_id.clone(),
                 KeyStrategy::Random => format!("{:032x}", rand::random::<u128>()),
@@ -196,7 +167,7 @@ pub async fn produce(global: &GlobalArgs, args: &ProduceArgs, out: Output) -> Re
         })
         .collect();
     let bar = output::progress(args.count as u64, "PutRecords");
-    let stats = log::produce(&target.clients.kinesis, &args.stream, records, args.rate, &bar).await?;
+    let stats = kinesis::produce(&target.clients.kinesis, &args.stream, records, args.rate, &bar).await?;
     bar.finish_and_clear();
     out.table(
         &format!("Produced into {} (seed {seed})", args.stream),
@@ -222,15 +193,17 @@ fn parse_timestamp(text: &str) -> Result<aws_sdk_kinesis::primitives::DateTime> 
 }
 
 pub async fn consume(global: &GlobalArgs, args: &ConsumeArgs, out: Output) -> Result<()> {
-    let target = Target::resolve(global, true).await?;
-    let kinesis = &target.clients.kinesis;
+    let target = Target::resolve(&global.target(), true).await?;
+    let client = &target.clients.kinesis;
     let position = match args.from {
-        From::TrimHorizon => Position::TrimHorizon,
-        From::Latest => Position::Latest,
-        From::AtTimestamp => Position::AtTimestamp(parse_timestamp(args.timestamp.as_deref().unwrap_or_default())?),
-        From::AfterSequence => Position::AfterSequence(args.sequence.clone().unwrap_or_default()),
+        StartFrom::TrimHorizon => Position::TrimHorizon,
+        StartFrom::Latest => Position::Latest,
+        StartFrom::AtTimestamp => {
+            Position::AtTimestamp(parse_timestamp(args.timestamp.as_deref().unwrap_or_default())?)
+        }
+        StartFrom::AfterSequence => Position::AfterSequence(args.sequence.clone().unwrap_or_default()),
     };
-    let mut shards = log::list_shards(kinesis, &args.stream).await?;
+    let mut shards = kinesis::list_shards(client, &args.stream).await?;
     if let Some(only) = &args.shard {
         shards.retain(|s| &s.shard_id == only);
         if shards.is_empty() {
@@ -239,7 +212,7 @@ pub async fn consume(global: &GlobalArgs, args: &ConsumeArgs, out: Output) -> Re
     }
     let until = if args.follow { Until::Forever } else { Until::CaughtUp };
     let json = out.json;
-    let print = move |record: &log::Incoming| {
+    let print = move |record: &kinesis::Incoming| {
         let data = String::from_utf8_lossy(&record.data);
         if json {
             let value = serde_json::json!({
@@ -260,10 +233,9 @@ pub async fn consume(global: &GlobalArgs, args: &ConsumeArgs, out: Output) -> Re
         // Every shard at once, until interrupted.
         let mut readers = tokio::task::JoinSet::new();
         for shard in shards {
-            let (client, stream, position, limit) =
-                (kinesis.clone(), args.stream.clone(), position.clone(), args.limit);
+            let (client, stream, position, limit) = (client.clone(), args.stream.clone(), position.clone(), args.limit);
             readers.spawn(async move {
-                log::read_shard(&client, &stream, &shard.shard_id, &position, until, limit, print)
+                kinesis::read_shard(&client, &stream, &shard.shard_id, &position, until, limit, print)
                     .await
                     .map(|r| r.len())
             });
@@ -278,7 +250,7 @@ pub async fn consume(global: &GlobalArgs, args: &ConsumeArgs, out: Output) -> Re
             if remaining == Some(0) {
                 break;
             }
-            total += log::read_shard(kinesis, &args.stream, &shard.shard_id, &position, until, remaining, print)
+            total += kinesis::read_shard(client, &args.stream, &shard.shard_id, &position, until, remaining, print)
                 .await?
                 .len();
         }
@@ -298,10 +270,10 @@ struct DoctorReport {
 /// Proves the pipeline every Lambda example relies on: cargo-lambda builds the probe, the engine
 /// deploys it like any example's function, the target runs it, and `down` removes it.
 pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
-    let target = Target::resolve(global, true).await?;
-    let stack = stack::load("probe")?;
-    up_stack(&target, &stack, false, Output::quiet()).await?;
-    let function = format!("{}-probe", target.prefix);
+    let target = Target::resolve(&global.target(), true).await?;
+    let stack = stack::load(PROBE_STACK)?;
+    provision::up_stack(&target, &stack, false, Output::quiet()).await?;
+    let function = target.name(PROBE);
     let nonce = format!("{:016x}", rand::random::<u64>());
     let payload = serde_json::json!({ "nonce": nonce });
     let spinner = output::spinner(&format!("invoking {function}"));
@@ -322,9 +294,8 @@ pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
     let passed = invoked.function_error().is_none()
         && reply["echo"] == payload
         && reply["function_name"] == function.as_str()
-        && reply["labs_example"] == "probe";
-    let engine = Engine::connect(&target.clients, &target.prefix).await?;
-    engine.destroy(&stack, &|_: &str| {}).await?;
+        && reply["labs_example"] == PROBE_STACK;
+    provision::destroy_stack(&target, &stack).await?;
     out.table(
         "Pipeline check",
         &["step", "result"],
@@ -346,13 +317,17 @@ pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
 }
 
 pub fn build(args: &BuildArgs, out: Output) -> Result<()> {
-    let names: Vec<String> = match args.example {
-        Some(id) => vec![id.to_string()],
-        None => stack::declared().map(str::to_owned).collect(),
+    let stacks: Vec<stack::Stack> = match args.example {
+        Some(id) => vec![id.stack()?],
+        // Every built example's functions, and the probe `labs doctor` deploys.
+        None => {
+            let probe = std::iter::once(stack::load(PROBE_STACK).map_err(anyhow::Error::from));
+            examples::built().map(|(about, _)| about.id.stack()).chain(probe).collect::<Result<_>>()?
+        }
     };
     let mut packages: Vec<String> = Vec::new();
-    for name in names {
-        for function in stack::load(&name)?.functions {
+    for stack in stacks {
+        for function in stack.functions {
             if !packages.contains(&function.package) {
                 packages.push(function.package);
             }
@@ -426,5 +401,16 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             println!("{}", emulator::home()?.display());
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_function_is_declared_in_the_probe_stack() {
+        let stack = stack::load(PROBE_STACK).unwrap();
+        assert_eq!(stack.check(&PROBE.any()), Ok(()));
     }
 }

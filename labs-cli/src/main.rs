@@ -7,6 +7,7 @@ mod driver;
 mod emulator;
 mod examples;
 mod output;
+mod provision;
 mod target;
 mod toolchain;
 
@@ -27,12 +28,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => commands::up(global, args, out).await?,
         Command::Down(args) => commands::down(global, args, out).await?,
         Command::Run(args) => {
-            let target = Target::resolve(global, true).await?;
-            examples::run(&target, args, out).await?;
+            let target = Target::resolve(&global.target(), true).await?;
+            examples::run(&target, args.example, &args.options(), out).await?;
         }
         Command::Verify(args) => {
-            let target = Target::resolve(global, true).await?;
-            if !examples::verify(&target, args, out).await? {
+            let target = Target::resolve(&global.target(), true).await?;
+            if !examples::verify(&target, args.example, &args.options(), out).await? {
                 eprintln!("error: {} failed verification (see the checks above)", args.example);
                 return Ok(ExitCode::FAILURE);
             }
@@ -42,8 +43,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Consume(args) => commands::consume(global, args, out).await?,
         Command::Build(args) => commands::build(args, out)?,
         Command::Bench(args) => {
-            let target = Target::resolve(global, true).await?;
-            examples::bench(&target, args, out).await?;
+            let target = Target::resolve(&global.target(), true).await?;
+            examples::bench(&target, args.example, &args.options(), out).await?;
         }
         Command::Doctor => commands::doctor(global, out).await?,
         Command::Emulator(command) => commands::emulator(command, out)?,

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
+use labs_infra::stack::{Handle, HandleKind};
 use labs_infra::{Clients, SdkContext};
 use serde::Serialize;
 
-use crate::cli::GlobalArgs;
 use crate::emulator;
 use crate::output::note;
 
@@ -37,6 +37,15 @@ impl TargetKind {
     pub fn is_aws(&self) -> bool {
         matches!(self, TargetKind::Aws { .. })
     }
+}
+
+/// What the global flags say about where to run, without clap's types.
+#[derive(Debug, Clone)]
+pub struct TargetChoice {
+    pub prefix: String,
+    pub endpoint_url: Option<String>,
+    pub aws: bool,
+    pub yes: bool,
 }
 
 pub struct Target {
@@ -92,7 +101,7 @@ fn reachable(endpoint: &str) -> bool {
 impl Target {
     /// Resolves the target from the global flags. `start_emulator` is false for commands that
     /// only look (status): they report a stopped emulator instead of starting one.
-    pub async fn resolve(global: &GlobalArgs, start_emulator: bool) -> Result<Self> {
+    pub async fn resolve(global: &TargetChoice, start_emulator: bool) -> Result<Self> {
         let (kind, config) = if global.aws {
             let config = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await;
             let region = config
@@ -133,6 +142,11 @@ impl Target {
         };
         note(format!("target: {}, prefix {}", kind.describe(), global.prefix));
         Ok(Self { kind, clients: Clients::new(&config), prefix: global.prefix.clone(), yes: global.yes })
+    }
+
+    /// The full name of a declared resource under this target's prefix.
+    pub fn name<K: HandleKind>(&self, handle: Handle<K>) -> String {
+        handle.full_name(&self.prefix)
     }
 
     /// On real AWS, asks before changing anything; everywhere else, goes ahead.

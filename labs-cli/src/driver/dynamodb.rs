@@ -28,22 +28,11 @@ pub async fn describe_table(client: &Client, table: &str, example: &str) -> Resu
 /// Every item of a table, read with strongly consistent scans, page by page.
 pub async fn scan_all(client: &Client, table: &str) -> Result<Vec<Item>> {
     let mut items = Vec::new();
-    let mut start: Option<Item> = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .doing(format!("scanning {table}"))?;
-        items.extend(page.items().iter().cloned());
-        match page.last_evaluated_key() {
-            Some(key) if !key.is_empty() => start = Some(key.clone()),
-            _ => return Ok(items),
-        }
+    let mut pages = client.scan().table_name(table).consistent_read(true).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        items.extend(page.doing(format!("scanning {table}"))?.items().iter().cloned());
     }
+    Ok(items)
 }
 
 /// Every item of a table as `T`; items that do not fit are returned apart, by key, so a

@@ -1,6 +1,6 @@
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -8,7 +8,6 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::{Blob, DateTime};
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, PutRecordsResultEntry, ShardIteratorType, StreamStatus};
 use indicatif::ProgressBar;
-use labs_core::orders::RefusalPlan;
 use labs_core::partition::{ShardRange, shard_for_key};
 use labs_infra::SdkContext;
 use serde::Serialize;
@@ -17,7 +16,7 @@ use tokio::task::JoinSet;
 /// PutRecords takes at most 500 records and 5 MiB per call.
 pub const MAX_BATCH_RECORDS: usize = 500;
 pub const MAX_BATCH_BYTES: usize = 5 * 1024 * 1024;
-const MAX_ATTEMPTS: u32 = 8;
+pub(crate) const MAX_ATTEMPTS: u32 = 8;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Shard {
@@ -147,44 +146,20 @@ pub struct Placement {
 /// The error code a throttled shard gives, per entry (PutRecords) or per call (PutRecord).
 pub const THROTTLED: &str = "ProvisionedThroughputExceededException";
 
-/// A client-side stand-in for throttling, for targets that never throttle (the emulators):
-/// refuses the entries its plan picks before they are sent and reports them failed with
-/// [`THROTTLED`]. Like real refusals, refused entries are never written.
-#[derive(Clone)]
-pub struct Refusals(Arc<RefusalState>);
-
-struct RefusalState {
-    plan: RefusalPlan,
-    calls: AtomicU64,
-    refused: AtomicUsize,
-}
-
-impl Refusals {
-    pub fn new(plan: RefusalPlan) -> Self {
-        Self(Arc::new(RefusalState { plan, calls: AtomicU64::new(0), refused: AtomicUsize::new(0) }))
-    }
-
-    /// Entries refused so far.
-    pub fn refused(&self) -> usize {
-        self.0.refused.load(Ordering::SeqCst)
-    }
-
-    /// Numbers one call and says, per entry, whether it is refused.
-    fn pick(&self, entries: usize) -> Vec<bool> {
-        let call = self.0.calls.fetch_add(1, Ordering::SeqCst);
-        let picks: Vec<bool> = (0..entries).map(|entry| self.0.plan.refuses(call, entry as u64)).collect();
-        self.0.refused.fetch_add(picks.iter().filter(|refused| **refused).count(), Ordering::SeqCst);
-        picks
-    }
+/// Refusals made on the client, standing in for throttling on targets that never throttle (the
+/// emulators): per entry of a call, whether to refuse it before it is sent. Refused entries are
+/// reported failed with [`THROTTLED`] and, like real refusals, never written.
+pub trait Refuser: Send + Sync {
+    fn pick(&self, entries: usize) -> Vec<bool>;
 }
 
 /// One PutRecords call: per entry, where it landed or the error code it was refused with.
 /// Entries `refusals` picks are not sent at all.
-async fn put_entries(
+pub(crate) async fn put_entries(
     client: &Client,
     stream: &str,
     records: &[&Outgoing],
-    refusals: Option<&Refusals>,
+    refusals: Option<&dyn Refuser>,
     stats: &mut ProduceStats,
 ) -> Result<Vec<Result<Placement, String>>> {
     let refused = refusals.map_or_else(|| vec![false; records.len()], |r| r.pick(records.len()));
@@ -232,19 +207,19 @@ async fn put_entries(
         .collect()
 }
 
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(50 << attempt.min(6))
 }
 
 /// Sends one batch, re-sending the entries PutRecords refuses (throttling shows up here as
 /// `ProvisionedThroughputExceededException` per entry) with exponential backoff. The refused
 /// entries go again in a call of their own, after entries that followed them were written: a
-/// key's records can change order (example 7 shows it; `produce_in_key_order` avoids it).
+/// key's records can change order (example 7 shows it, and producers that avoid it).
 async fn put_batch(
     client: &Client,
     stream: &str,
     batch: Vec<Outgoing>,
-    refusals: Option<&Refusals>,
+    refusals: Option<&dyn Refuser>,
     stats: &mut ProduceStats,
 ) -> Result<()> {
     let mut pending = batch;
@@ -301,7 +276,11 @@ pub async fn produce(
 }
 
 /// Adds up what concurrent senders report, once every one has finished (or the first has failed).
-async fn gather(mut senders: JoinSet<Result<ProduceStats>>, total: usize, started: Instant) -> Result<ProduceStats> {
+pub(crate) async fn gather(
+    mut senders: JoinSet<Result<ProduceStats>>,
+    total: usize,
+    started: Instant,
+) -> Result<ProduceStats> {
     let mut stats = ProduceStats { records: total, ..Default::default() };
     while let Some(joined) = senders.join_next().await {
         let sender = joined??;
@@ -323,7 +302,7 @@ pub async fn produce_resending_refused(
     client: &Client,
     stream: &str,
     records: Vec<Outgoing>,
-    refusals: Option<&Refusals>,
+    refusals: Option<&dyn Refuser>,
     progress: &ProgressBar,
 ) -> Result<ProduceStats> {
     let started = Instant::now();
@@ -332,64 +311,6 @@ pub async fn produce_resending_refused(
         let len = batch.len() as u64;
         put_batch(client, stream, batch, refusals, &mut stats).await?;
         progress.inc(len);
-    }
-    stats.seconds = started.elapsed().as_secs_f64();
-    Ok(stats)
-}
-
-/// Produces with PutRecords and keeps every partition key's records in order even when entries
-/// are refused. Each call carries the longest run of the next records in which no key repeats,
-/// so records go out in the order given and a key's next record only after the previous one was
-/// written; a refused entry is simply first in line again. The cost: a call ends at the first
-/// repeated key, so few keys mean small calls.
-pub async fn produce_in_key_order(
-    client: &Client,
-    stream: &str,
-    records: Vec<Outgoing>,
-    refusals: Option<&Refusals>,
-    progress: &ProgressBar,
-) -> Result<ProduceStats> {
-    let started = Instant::now();
-    let mut stats = ProduceStats { records: records.len(), ..Default::default() };
-    let mut pending: VecDeque<(Outgoing, u32)> = records.into_iter().map(|record| (record, 0)).collect();
-    while !pending.is_empty() {
-        let mut keys: HashSet<&str> = HashSet::new();
-        let mut bytes = 0;
-        let mut len = 0;
-        for (record, _) in &pending {
-            let size = record.data.len() + record.partition_key.len();
-            if len > 0 && (len == MAX_BATCH_RECORDS || bytes + size > MAX_BATCH_BYTES) {
-                break;
-            }
-            if !keys.insert(&record.partition_key) {
-                break;
-            }
-            bytes += size;
-            len += 1;
-        }
-        let call: Vec<(Outgoing, u32)> = pending.drain(..len).collect();
-        let refs: Vec<&Outgoing> = call.iter().map(|(record, _)| record).collect();
-        let results = put_entries(client, stream, &refs, refusals, &mut stats).await?;
-        let mut refused: Vec<(Outgoing, u32)> = Vec::new();
-        for ((record, attempts), result) in call.into_iter().zip(results) {
-            if result.is_ok() {
-                progress.inc(1);
-                continue;
-            }
-            if attempts + 1 >= MAX_ATTEMPTS {
-                bail!("a record to {stream} was still refused after {MAX_ATTEMPTS} attempts");
-            }
-            refused.push((record, attempts + 1));
-        }
-        stats.retried_entries += refused.len();
-        let worst = refused.iter().map(|(_, attempts)| *attempts).max();
-        // Back at the head of the line, in their order: before any later record of their keys.
-        for entry in refused.into_iter().rev() {
-            pending.push_front(entry);
-        }
-        if let Some(attempts) = worst {
-            tokio::time::sleep(backoff(attempts - 1)).await;
-        }
     }
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
@@ -406,12 +327,12 @@ pub struct PutOptions {
 }
 
 /// One PutRecord call; `Ok(None)` when the shard (or `refusals`) throttled it.
-async fn try_put_record(
+pub(crate) async fn try_put_record(
     client: &Client,
     stream: &str,
     record: &Outgoing,
     options: &PutOptions,
-    refusals: Option<&Refusals>,
+    refusals: Option<&dyn Refuser>,
 ) -> Result<Option<Placement>> {
     if refusals.is_some_and(|r| r.pick(1)[0]) {
         return Ok(None);
@@ -446,66 +367,6 @@ pub async fn put_record(client: &Client, stream: &str, record: &Outgoing, option
         tokio::time::sleep(backoff(attempt)).await;
     }
     bail!("PutRecord to {stream} was still throttled after {MAX_ATTEMPTS} attempts")
-}
-
-/// Produces with one PutRecord per record, each key's records one at a time: the next only
-/// after the previous was acknowledged, passing its sequence number as
-/// `SequenceNumberForOrdering`, so the key's sequence numbers strictly rise. A refused record
-/// is retried before its key moves on. Keys go in parallel, `concurrency` at a time.
-pub async fn produce_with_sequence_ordering(
-    client: &Client,
-    stream: &str,
-    records: Vec<Outgoing>,
-    refusals: Option<&Refusals>,
-    concurrency: usize,
-    progress: &ProgressBar,
-) -> Result<ProduceStats> {
-    let started = Instant::now();
-    let total = records.len();
-    let mut keys: Vec<Vec<Outgoing>> = Vec::new();
-    let mut key_index: HashMap<String, usize> = HashMap::new();
-    for record in records {
-        let index = *key_index.entry(record.partition_key.clone()).or_insert_with(|| {
-            keys.push(Vec::new());
-            keys.len() - 1
-        });
-        keys[index].push(record);
-    }
-    let work = Arc::new(std::sync::Mutex::new(VecDeque::from(keys)));
-    let mut workers = JoinSet::new();
-    for _ in 0..concurrency.max(1) {
-        let (client, stream, work, refusals, progress) =
-            (client.clone(), stream.to_owned(), work.clone(), refusals.cloned(), progress.clone());
-        workers.spawn(async move {
-            let mut stats = ProduceStats::default();
-            loop {
-                let Some(key_records) = work.lock().expect("no panics while held").pop_front() else { break };
-                let mut previous: Option<String> = None;
-                for record in key_records {
-                    let options = PutOptions { explicit_hash_key: None, sequence_number_for_ordering: previous.take() };
-                    let mut attempt = 0;
-                    let placement = loop {
-                        stats.calls += 1;
-                        if let Some(placement) =
-                            try_put_record(&client, &stream, &record, &options, refusals.as_ref()).await?
-                        {
-                            break placement;
-                        }
-                        stats.retried_entries += 1;
-                        attempt += 1;
-                        if attempt >= MAX_ATTEMPTS {
-                            bail!("a record to {stream} was still refused after {MAX_ATTEMPTS} attempts");
-                        }
-                        tokio::time::sleep(backoff(attempt - 1)).await;
-                    };
-                    previous = Some(placement.sequence_number);
-                    progress.inc(1);
-                }
-            }
-            anyhow::Ok(stats)
-        });
-    }
-    gather(workers, total, started).await
 }
 
 /// Where a consumer starts reading a shard.
@@ -604,11 +465,21 @@ pub async fn read_shard(
     Ok(records)
 }
 
+/// Everything one shard holds from `position` up to its tip (or a closed shard's end).
+pub async fn read_shard_to_tip(
+    client: &Client,
+    stream: &str,
+    shard_id: &str,
+    position: &Position,
+) -> Result<Vec<Incoming>> {
+    read_shard(client, stream, shard_id, position, Until::CaughtUp, None, |_| {}).await
+}
+
 /// Reads every shard from `position`, parents before children, and returns records per shard.
 pub async fn read_stream(client: &Client, stream: &str, position: &Position) -> Result<Vec<Incoming>> {
     let mut all = Vec::new();
     for shard in list_shards(client, stream).await? {
-        all.extend(read_shard(client, stream, &shard.shard_id, position, Until::CaughtUp, None, |_| {}).await?);
+        all.extend(read_shard_to_tip(client, stream, &shard.shard_id, position).await?);
     }
     Ok(all)
 }

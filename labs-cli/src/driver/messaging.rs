@@ -53,17 +53,14 @@ fn not_up(kind: &str, name: &str, example: &str) -> anyhow::Error {
 /// The ARN of the topic called `name`.
 pub async fn topic_arn(sns: &aws_sdk_sns::Client, name: &str, example: &str) -> Result<String> {
     let suffix = format!(":{name}");
-    let mut next_token: Option<String> = None;
-    loop {
-        let page = sns.list_topics().set_next_token(next_token.take()).send().await.doing("listing SNS topics")?;
+    let mut pages = sns.list_topics().into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.doing("listing SNS topics")?;
         if let Some(arn) = page.topics().iter().filter_map(|t| t.topic_arn()).find(|arn| arn.ends_with(&suffix)) {
             return Ok(arn.to_owned());
         }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => return Err(not_up("SNS topic", name, example)),
-        }
     }
+    Err(not_up("SNS topic", name, example))
 }
 
 pub async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str, example: &str) -> Result<String> {

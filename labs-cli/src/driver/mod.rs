@@ -1,7 +1,8 @@
-//! The driver toolkit every example shares: producing to and reading from Kinesis, and the small
-//! waits and pacing that go with them. Examples compose these; they never call PutRecords or
+//! The driver toolkit every example shares: producing to and reading from Kinesis, DynamoDB
+//! scans and waits, SNS and SQS messaging. Examples compose these; they never call PutRecords or
 //! GetRecords themselves.
 
+pub mod clickstream;
 pub mod dynamodb;
 pub mod kinesis;
 pub mod messaging;

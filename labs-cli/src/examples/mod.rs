@@ -1,22 +1,106 @@
-//! The seven examples: what each teaches, and for those that are built, how to run and verify
-//! them. Each example is one module; they share the provisioning engine (`labs_infra`) and the
-//! driver toolkit (`crate::driver`).
+//! The examples: one registry lists every one, what it teaches, and for those that are built,
+//! how to run, verify and bench it. Each built example is one folder (`example_N/`); they share
+//! the provisioning API (`crate::provision`) and the driver toolkit (`crate::driver`).
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use futures::future::LocalBoxFuture;
+use labs_infra::stack::{self, Stack};
 use serde::Serialize;
 
-use crate::cli::{BenchArgs, RunArgs, VerifyArgs};
 use crate::output::Output;
 use crate::target::Target;
+
+/// Implements [`Example`] for a unit struct from an example's plain async functions, which take
+/// the trait's arguments: `run(target, &RunOptions, out)`, `verify(target, &VerifyOptions, out)`,
+/// `bench(target, &BenchOptions, out)`. `resources` lists the handles of every declared resource
+/// the example's code names.
+macro_rules! example {
+    ($name:ident {
+        scenarios: $scenarios:expr,
+        resources: [$($resource:expr),* $(,)?],
+        run: $run:path,
+        verify: $verify:path
+        $(, bench: $bench:path)? $(,)?
+    }) => {
+        pub struct $name;
+
+        impl $crate::examples::Example for $name {
+            fn scenarios(&self) -> &'static [&'static str] {
+                $scenarios
+            }
+
+            #[cfg(test)]
+            fn resources(&self) -> &'static [labs_infra::stack::AnyHandle] {
+                const RESOURCES: &[labs_infra::stack::AnyHandle] = &[$($resource.any()),*];
+                RESOURCES
+            }
+
+            fn run<'a>(
+                &'a self,
+                target: &'a $crate::target::Target,
+                options: &'a $crate::examples::RunOptions,
+                out: $crate::output::Output,
+            ) -> futures::future::LocalBoxFuture<'a, anyhow::Result<()>> {
+                Box::pin($run(target, options, out))
+            }
+
+            fn verify<'a>(
+                &'a self,
+                target: &'a $crate::target::Target,
+                options: &'a $crate::examples::VerifyOptions,
+                out: $crate::output::Output,
+            ) -> futures::future::LocalBoxFuture<'a, anyhow::Result<bool>> {
+                Box::pin($verify(target, options, out))
+            }
+
+            $(
+                fn bench<'a>(
+                    &'a self,
+                    target: &'a $crate::target::Target,
+                    options: &'a $crate::examples::BenchOptions,
+                    out: $crate::output::Output,
+                ) -> Option<futures::future::LocalBoxFuture<'a, anyhow::Result<()>>> {
+                    Some(Box::pin($bench(target, options, out)))
+                }
+            )?
+        }
+    };
+}
 
 pub mod example_1;
 pub mod example_2;
 pub mod example_3;
 pub mod example_7;
+
+/// Every example, in the order `labs list` shows them. Adding one is adding its line here.
+pub const REGISTRY: &[Entry] = &[
+    Entry::built(example_1::ABOUT, &example_1::Example1),
+    Entry::built(example_2::ABOUT, &example_2::Example2),
+    Entry::built(example_3::ABOUT, &example_3::Example3),
+    Entry::planned(About::new(
+        4,
+        "A Lambda stream processor",
+        "batches, retries, bisect, partial failures, exactly-once effects",
+        "Kinesis, Lambda, DynamoDB, SQS",
+    )),
+    Entry::planned(About::new(
+        5,
+        "Event sourcing",
+        "events as truth, projections, replay and rebuild",
+        "Kinesis, Lambda, DynamoDB",
+    )),
+    Entry::planned(About::new(
+        6,
+        "Time",
+        "event vs processing time, tumbling/hopping/session windows, watermarks, stragglers",
+        "Kinesis, Lambda, DynamoDB",
+    )),
+    Entry::built(example_7::ABOUT, &example_7::Example7),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ExampleId(pub u8);
@@ -27,9 +111,25 @@ impl FromStr for ExampleId {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let number = text.strip_prefix("example-").or_else(|| text.strip_prefix("ex")).unwrap_or(text);
         match number.parse::<u8>() {
-            Ok(n @ 1..=7) => Ok(ExampleId(n)),
-            _ => Err(format!("unknown example '{text}': use example-1 ... example-7 (see `labs list`)")),
+            Ok(n) if REGISTRY.iter().any(|e| e.about.id.0 == n) => Ok(ExampleId(n)),
+            _ => {
+                let (first, last) = (REGISTRY.first().map(|e| e.about.id), REGISTRY.last().map(|e| e.about.id));
+                let range = match (first, last) {
+                    (Some(first), Some(last)) => format!("{first} ... {last}"),
+                    _ => "a registered example".to_owned(),
+                };
+                Err(format!("unknown example '{text}': use {range} (see `labs list`)"))
+            }
         }
+    }
+}
+
+impl ExampleId {
+    /// The stack this example provisions (`infra/stacks/example-N.toml`). An example that is
+    /// not built provisions nothing, even when its stack is declared already.
+    pub fn stack(self) -> Result<Stack> {
+        example(self)?;
+        Ok(stack::load(&self.to_string())?)
     }
 }
 
@@ -39,98 +139,164 @@ impl fmt::Display for ExampleId {
     }
 }
 
+/// What an example is about, built or not.
 #[derive(Debug, Serialize)]
 pub struct About {
     pub id: ExampleId,
     pub title: &'static str,
     pub teaches: &'static str,
     pub aws: &'static str,
-    pub built: bool,
 }
 
-pub const CATALOG: [About; 7] = [
-    About {
-        id: ExampleId(1),
-        title: "A log",
-        teaches: "produce, consume, shard iterators, offsets, replay, backpressure",
-        aws: "Kinesis",
-        built: true,
-    },
-    About {
-        id: ExampleId(2),
-        title: "Messaging",
-        teaches: "fan-out vs load balancing, acks, redelivery and reordering, dead letters",
-        aws: "SNS, SQS, Lambda",
-        built: true,
-    },
-    About {
-        id: ExampleId(3),
-        title: "Change data capture",
-        teaches: "a derived search index kept in sync from the database's change log",
-        aws: "DynamoDB + Streams, Lambda",
-        built: true,
-    },
-    About {
-        id: ExampleId(4),
-        title: "A Lambda stream processor",
-        teaches: "batches, retries, bisect, partial failures, exactly-once effects",
-        aws: "Kinesis, Lambda, DynamoDB, SQS",
-        built: false,
-    },
-    About {
-        id: ExampleId(5),
-        title: "Event sourcing",
-        teaches: "events as truth, projections, replay and rebuild",
-        aws: "Kinesis, Lambda, DynamoDB",
-        built: false,
-    },
-    About {
-        id: ExampleId(6),
-        title: "Time",
-        teaches: "event vs processing time, tumbling/hopping/session windows, watermarks, stragglers",
-        aws: "Kinesis, Lambda, DynamoDB",
-        built: false,
-    },
-    About {
-        id: ExampleId(7),
-        title: "Partitions and ordering",
-        teaches: "per-key order, hot shards, resharding",
-        aws: "Kinesis",
-        built: true,
-    },
-];
+impl About {
+    /// Example `number`: its title, what it teaches, the AWS parts it uses.
+    pub const fn new(number: u8, title: &'static str, teaches: &'static str, aws: &'static str) -> Self {
+        Self { id: ExampleId(number), title, teaches, aws }
+    }
+}
 
-fn not_built(id: ExampleId) -> anyhow::Error {
-    anyhow::anyhow!("{id} is not built yet: `labs list` shows which examples are ready")
+/// What a run is asked to do (`labs run` flags, without clap).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub scenario: Option<String>,
+    pub count: Option<usize>,
+    pub seed: Option<u64>,
+    pub query: Option<String>,
+}
+
+/// How long derived data may take to catch up before a difference counts (`labs verify`).
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    pub wait: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BenchOptions {
+    pub count: Option<usize>,
+}
+
+/// A built example: what it drives, and how its outcome is checked.
+pub trait Example: Sync {
+    /// Its scenarios, as `labs run --scenario` names them; empty when it runs as one piece.
+    fn scenarios(&self) -> &'static [&'static str];
+    /// Every declared resource its code refers to; a test checks its stack declares them all.
+    #[cfg(test)]
+    fn resources(&self) -> &'static [stack::AnyHandle];
+    fn run<'a>(&'a self, target: &'a Target, options: &'a RunOptions, out: Output) -> LocalBoxFuture<'a, Result<()>>;
+    /// Returns whether it passed; the caller turns a failure into a non-zero exit.
+    fn verify<'a>(
+        &'a self,
+        target: &'a Target,
+        options: &'a VerifyOptions,
+        out: Output,
+    ) -> LocalBoxFuture<'a, Result<bool>>;
+    /// Speed figures, for the examples that have them.
+    fn bench<'a>(
+        &'a self,
+        _target: &'a Target,
+        _options: &'a BenchOptions,
+        _out: Output,
+    ) -> Option<LocalBoxFuture<'a, Result<()>>> {
+        None
+    }
+}
+
+/// One line of the registry: an example's description, and its code once it is built.
+pub struct Entry {
+    pub about: About,
+    pub example: Option<&'static dyn Example>,
+}
+
+impl Entry {
+    pub const fn built(about: About, example: &'static dyn Example) -> Self {
+        Self { about, example: Some(example) }
+    }
+
+    /// An example that is described but not built: `labs list` shows it as not ready.
+    pub const fn planned(about: About) -> Self {
+        Self { about, example: None }
+    }
+}
+
+/// The registered example `id`.
+pub fn entry(id: ExampleId) -> &'static Entry {
+    // ExampleId only parses registered numbers, so a miss is a bug, not bad input.
+    REGISTRY.iter().find(|e| e.about.id == id).expect("an ExampleId names a registered example")
+}
+
+/// The examples that are built.
+pub fn built() -> impl Iterator<Item = (&'static About, &'static dyn Example)> {
+    REGISTRY.iter().filter_map(|e| Some((&e.about, e.example?)))
+}
+
+fn example(id: ExampleId) -> Result<&'static dyn Example> {
+    entry(id)
+        .example
+        .ok_or_else(|| anyhow::anyhow!("{id} is not built yet: `labs list` shows which examples are ready"))
 }
 
 /// Drives an example (`labs run`).
-pub async fn run(target: &Target, args: &RunArgs, out: Output) -> Result<()> {
-    match args.example.0 {
-        1 => example_1::run(target, args, out).await,
-        2 => example_2::run(target, args, out).await,
-        3 => example_3::run(target, args, out).await,
-        7 => example_7::run(target, args, out).await,
-        _ => Err(not_built(args.example)),
+pub async fn run(target: &Target, id: ExampleId, options: &RunOptions, out: Output) -> Result<()> {
+    let example = example(id)?;
+    let scenarios = example.scenarios();
+    if let Some(name) = &options.scenario
+        && !scenarios.is_empty()
+        && !scenarios.contains(&name.as_str())
+    {
+        bail!("{id} has no scenario '{name}': use one of {}", scenarios.join(", "));
+    }
+    example.run(target, options, out).await
+}
+
+/// Checks an example's outcome from the data (`labs verify`).
+pub async fn verify(target: &Target, id: ExampleId, options: &VerifyOptions, out: Output) -> Result<bool> {
+    example(id)?.verify(target, options, out).await
+}
+
+pub async fn bench(target: &Target, id: ExampleId, options: &BenchOptions, out: Output) -> Result<()> {
+    match example(id)?.bench(target, options, out) {
+        Some(bench) => bench.await,
+        None => bail!("{id} has no benchmark"),
     }
 }
 
-/// Checks an example's outcome from the data (`labs verify`). Returns whether it passed; the
-/// caller turns a failure into a non-zero exit.
-pub async fn verify(target: &Target, args: &VerifyArgs, out: Output) -> Result<bool> {
-    match args.example.0 {
-        1 => example_1::verify(target, out).await,
-        2 => example_2::verify(target, Duration::from_secs(args.wait), out).await,
-        3 => example_3::verify(target, Duration::from_secs(args.wait), out).await,
-        7 => example_7::verify(target, out).await,
-        _ => Err(not_built(args.example)),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-pub async fn bench(target: &Target, args: &BenchArgs, out: Output) -> Result<()> {
-    match args.example.0 {
-        1 => example_1::bench(target, args, out).await,
-        3 => example_3::bench(target, args, out).await,
-        n => bail!("example-{n} has no benchmark"),
+    #[test]
+    fn every_handle_an_example_uses_is_declared_in_its_stack() {
+        for (about, example) in built() {
+            let stack = about.id.stack().unwrap_or_else(|e| panic!("{}: {e}", about.id));
+            for handle in example.resources() {
+                stack.check(handle).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    }
+
+    #[test]
+    fn every_example_stack_belongs_to_a_registered_example_and_every_built_one_has_a_stack() {
+        for name in stack::declared().filter(|name| name.starts_with("example-")) {
+            let _: ExampleId = name.parse().unwrap_or_else(|e| panic!("infra/stacks/{name}.toml: {e}"));
+        }
+        for (about, _) in built() {
+            about.id.stack().unwrap_or_else(|e| panic!("{}: {e}", about.id));
+        }
+    }
+
+    #[test]
+    fn ids_parse_only_when_registered() {
+        assert_eq!("example-7".parse::<ExampleId>(), Ok(ExampleId(7)));
+        assert_eq!("ex3".parse::<ExampleId>(), Ok(ExampleId(3)));
+        assert_eq!(
+            "example-9".parse::<ExampleId>(),
+            Err("unknown example 'example-9': use example-1 ... example-7 (see `labs list`)".to_owned())
+        );
+    }
+
+    #[test]
+    fn registry_numbers_are_unique_and_rising() {
+        let ids: Vec<u8> = REGISTRY.iter().map(|e| e.about.id.0).collect();
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     }
 }

@@ -287,20 +287,6 @@ pub fn check_order<'a>(
     report
 }
 
-/// How often a sequence goes backwards: for the emission numbers of records in the order a
-/// consumer read them, how often it read a record emitted earlier than the one before.
-pub fn backward_steps(values: impl IntoIterator<Item = u64>) -> usize {
-    let mut previous: Option<u64> = None;
-    let mut count = 0;
-    for value in values {
-        if previous.is_some_and(|p| value < p) {
-            count += 1;
-        }
-        previous = Some(value);
-    }
-    count
-}
-
 /// The shards (indexes into `shards`) that name a parent the listing does not hold, with the
 /// missing parent ids. On AWS that happens once a closed parent passes the retention period; on
 /// MiniStack 1.5.33, right after a split or merge, which deletes the parent and its records.
@@ -494,13 +480,6 @@ mod tests {
         assert!(!report.is_ok());
         let fine = check_order(&expected, [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2)], |id| id == "c");
         assert!(fine.is_ok(), "{fine:?}");
-    }
-
-    #[test]
-    fn backward_steps_counts_reads_of_earlier_emissions() {
-        assert_eq!(backward_steps([0, 1, 2, 3]), 0);
-        assert_eq!(backward_steps([0, 2, 1, 3, 0]), 2);
-        assert_eq!(backward_steps([]), 0);
     }
 
     fn node(id: &str, a: Option<&str>, b: Option<&str>) -> (String, [Option<String>; 2]) {

@@ -1,0 +1,72 @@
+//! The provisioning API commands and examples share: build a stack's functions, plan and apply
+//! it, remove it. Output goes through `Output`, so callers choose
+//! whether the learner sees the plan.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use labs_infra::{Action, Artifact, Engine, Removed, stack};
+
+use crate::output::{self, Output};
+use crate::target::Target;
+use crate::toolchain;
+
+/// Builds the functions a stack deploys.
+fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
+    let packages: Vec<String> = stack.functions.iter().map(|f| f.package.clone()).collect();
+    toolchain::build(&packages)
+}
+
+/// Plans `stack` and, unless `dry_run`, applies it after the learner's confirmation (real AWS).
+pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out: Output) -> Result<()> {
+    let artifacts = build_for(stack)?;
+    let engine = Engine::connect(&target.clients, &target.prefix).await?;
+    let plan = engine.plan(stack, &artifacts).await?;
+    out.table(
+        &format!("Plan for {} (prefix {}):", stack.example, target.prefix),
+        &["resource", "name", "action", "settings"],
+        plan.changes.iter().map(|c| vec![c.kind.to_string(), c.name.clone(), c.action.to_string(), c.settings.clone()]),
+    );
+    if dry_run {
+        out.say("Dry run: nothing was changed.");
+        return out.json(&plan);
+    }
+    if plan.is_noop() {
+        out.say(format!("{} is up to date.", stack.example));
+        return out.json(&plan);
+    }
+    target.confirm(&format!("Apply this plan to {}?", target.kind.describe()))?;
+    let spinner = output::spinner("applying");
+    let progress = |message: &str| spinner.set_message(message.to_owned());
+    engine.apply(stack, &plan, &artifacts, &progress).await?;
+    spinner.finish_and_clear();
+    let changed = plan.changes.iter().filter(|c| c.action != Action::Unchanged).count();
+    out.say(format!(
+        "{} is up: {changed} resources created or updated. Next: labs run {}",
+        stack.example, stack.example
+    ));
+    out.json(&plan)
+}
+
+/// Removes what `stack` declares for the target's prefix, with a spinner while it waits.
+pub async fn destroy_stack(target: &Target, stack: &stack::Stack) -> Result<Vec<Removed>> {
+    let engine = Engine::connect(&target.clients, &target.prefix).await?;
+    let spinner = output::spinner("removing");
+    let progress = |message: &str| spinner.set_message(message.to_owned());
+    let removed = engine.destroy(stack, &progress).await;
+    spinner.finish_and_clear();
+    removed
+}
+
+/// Removes only the event source mappings `stack` declares, leaving its functions and sources
+/// up: the function stops receiving events until `up_stack` connects it again.
+pub async fn disconnect_sources(target: &Target, stack: &stack::Stack) -> Result<()> {
+    let mappings_only = stack::Stack {
+        example: stack.example.clone(),
+        event_source_mappings: stack.event_source_mappings.clone(),
+        ..Default::default()
+    };
+    let engine = Engine::connect(&target.clients, &target.prefix).await?;
+    engine.destroy(&mappings_only, &|_: &str| {}).await?;
+    Ok(())
+}
