@@ -33,6 +33,7 @@ fi
 # that deploy functions do not each wait for the compiler.
 "$labs" build
 
-# The indexer's DynamoDB store test talks to the same emulator.
+# The indexer's DynamoDB store test and the engine's ownership tests talk to the same emulator.
 export CDC_INDEXER_TEST_ENDPOINT="$endpoint"
+export LABS_INFRA_TEST_ENDPOINT="$endpoint"
 cargo test --locked --workspace -- --include-ignored
