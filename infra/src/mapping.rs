@@ -3,12 +3,14 @@
 //! and is ours only if its own tags say so.
 
 use anyhow::{Context, Result, bail};
-use aws_sdk_lambda::types::{EventSourceMappingConfiguration, EventSourcePosition, FunctionResponseType};
+use aws_sdk_lambda::types::{
+    DestinationConfig, EventSourceMappingConfiguration, EventSourcePosition, FunctionResponseType, OnFailure,
+};
 
 use crate::model::{Action, Change, Ctx, Kind, Removal, resource};
-use crate::poll;
 use crate::sdk_error::{ErrorClass, SdkContext, SdkOutcome};
-use crate::stack::{EventSourceMapping, MappingSource};
+use crate::stack::{EventSourceMapping, FailureDestination, MappingSource};
+use crate::{poll, sns, sqs};
 
 resource!(
     EventSourceMapping,
@@ -104,12 +106,35 @@ async fn tags(ctx: &Ctx<'_>, name: &str, arn: &str) -> Result<Option<Vec<(String
     Ok(out.map(|out| out.tags.unwrap_or_default().into_iter().collect()))
 }
 
+/// The ARN of the queue or topic a stream mapping records failed batches in.
+fn failure_destination(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> Option<String> {
+    spec.on_failure.as_ref().map(|destination| match destination {
+        FailureDestination::SqsQueue(queue) => sqs::arn_of(ctx, &ctx.vars.name(queue)),
+        FailureDestination::SnsTopic(topic) => sns::topic_arn(ctx, &ctx.vars.name(topic)),
+    })
+}
+
+/// The destination setting as Lambda takes it; an empty `OnFailure` removes one.
+fn destination_config(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> DestinationConfig {
+    let on_failure = OnFailure::builder().set_destination(failure_destination(ctx, spec)).build();
+    DestinationConfig::builder().on_failure(on_failure).build()
+}
+
+/// The state a mapping settles in once created or updated.
+fn settled_state(spec: &EventSourceMapping) -> &'static str {
+    if spec.enabled { "Enabled" } else { "Disabled" }
+}
+
 fn response_types(spec: &EventSourceMapping) -> Vec<FunctionResponseType> {
     if spec.report_batch_item_failures { vec![FunctionResponseType::ReportBatchItemFailures] } else { vec![] }
 }
 
-fn drift(spec: &EventSourceMapping, current: &EventSourceMappingConfiguration) -> Vec<&'static str> {
+fn drift(ctx: &Ctx<'_>, spec: &EventSourceMapping, current: &EventSourceMappingConfiguration) -> Vec<&'static str> {
     let mut drift = Vec::new();
+    let enabled = !matches!(current.state(), Some("Disabled" | "Disabling"));
+    if enabled != spec.enabled {
+        drift.push("enabled");
+    }
     if current.batch_size() != Some(spec.batch_size) {
         drift.push("batch size");
     }
@@ -124,6 +149,24 @@ fn drift(spec: &EventSourceMapping, current: &EventSourceMappingConfiguration) -
     }
     if current.function_response_types() != response_types(spec).as_slice() {
         drift.push("response types");
+    }
+    if reads_a_stream(spec) {
+        if current.parallelization_factor().unwrap_or(1) != spec.parallelization_factor.unwrap_or(1) {
+            drift.push("parallelization factor");
+        }
+        if current.maximum_record_age_in_seconds().unwrap_or(-1) != spec.maximum_record_age_seconds.unwrap_or(-1) {
+            drift.push("maximum record age");
+        }
+        let destination = current.destination_config().and_then(|d| d.on_failure()).and_then(|o| o.destination());
+        if destination != failure_destination(ctx, spec).as_deref() {
+            drift.push("on-failure destination");
+        }
+        // Compared only where the service reports it: some emulators do not store it.
+        if let Some(window) = current.tumbling_window_in_seconds()
+            && window != spec.tumbling_window_seconds.unwrap_or(0)
+        {
+            drift.push("tumbling window");
+        }
     }
     drift
 }
@@ -142,6 +185,22 @@ fn settings(spec: &EventSourceMapping) -> String {
     if spec.report_batch_item_failures {
         settings.push_str(", partial batch responses");
     }
+    if let Some(factor) = spec.parallelization_factor {
+        settings.push_str(&format!(", {factor} batches per shard at once"));
+    }
+    if let Some(age) = spec.maximum_record_age_seconds {
+        settings.push_str(&format!(", records older than {age} s skipped"));
+    }
+    if let Some(window) = spec.tumbling_window_seconds {
+        settings.push_str(&format!(", {window} s tumbling window"));
+    }
+    if let Some(destination) = &spec.on_failure {
+        let (FailureDestination::SqsQueue(name) | FailureDestination::SnsTopic(name)) = destination;
+        settings.push_str(&format!(", failed batches to {name}"));
+    }
+    if !spec.enabled {
+        settings.push_str(", disabled");
+    }
     settings
 }
 
@@ -152,7 +211,7 @@ async fn plan(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> Result<Change> {
         && let Some(tags) = tags(ctx, &name, &mapping_arn(ctx, &current)).await?
     {
         action = ctx.conflict_unless_owned(&tags).unwrap_or_else(|| {
-            let drift = drift(spec, &current);
+            let drift = drift(ctx, spec, &current);
             if drift.is_empty() { Action::Unchanged } else { Action::Update(drift.join(", ")) }
         });
     }
@@ -171,7 +230,7 @@ async fn apply(ctx: &Ctx<'_>, spec: &EventSourceMapping, action: &Action) -> Res
         }
         Action::Unchanged | Action::Conflict(_) => return Ok(()),
     };
-    wait_state(ctx, &uuid, "Enabled").await
+    wait_state(ctx, &uuid, settled_state(spec)).await
 }
 
 async fn create(ctx: &Ctx<'_>, spec: &EventSourceMapping, name: &str) -> Result<String> {
@@ -190,6 +249,11 @@ async fn create(ctx: &Ctx<'_>, spec: &EventSourceMapping, name: &str) -> Result<
         .set_bisect_batch_on_function_error(stream.then_some(spec.bisect_batch_on_function_error))
         .set_function_response_types(Some(response_types(spec)))
         .set_maximum_retry_attempts(spec.maximum_retry_attempts.filter(|_| stream))
+        .set_parallelization_factor(spec.parallelization_factor.filter(|_| stream))
+        .set_maximum_record_age_in_seconds(spec.maximum_record_age_seconds.filter(|_| stream))
+        .set_tumbling_window_in_seconds(spec.tumbling_window_seconds.filter(|_| stream))
+        .set_destination_config(spec.on_failure.as_ref().map(|_| destination_config(ctx, spec)))
+        .enabled(spec.enabled)
         .set_tags(Some(ctx.tags().into_iter().collect()))
         .send()
         .await
@@ -230,6 +294,11 @@ async fn update(ctx: &Ctx<'_>, spec: &EventSourceMapping, name: &str, uuid: &str
         .set_bisect_batch_on_function_error(stream.then_some(spec.bisect_batch_on_function_error))
         .set_function_response_types(Some(response_types(spec)))
         .set_maximum_retry_attempts(stream.then(|| spec.maximum_retry_attempts.unwrap_or(-1)))
+        .set_parallelization_factor(stream.then(|| spec.parallelization_factor.unwrap_or(1)))
+        .set_maximum_record_age_in_seconds(stream.then(|| spec.maximum_record_age_seconds.unwrap_or(-1)))
+        .set_tumbling_window_in_seconds(stream.then(|| spec.tumbling_window_seconds.unwrap_or(0)))
+        .set_destination_config(stream.then(|| destination_config(ctx, spec)))
+        .enabled(spec.enabled)
         .send()
         .await
         .doing(format!("updating event source mapping {name}"))?;

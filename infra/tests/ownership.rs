@@ -249,3 +249,74 @@ async fn mappings_are_created_tagged_and_removed() {
     let removed = engine.destroy(&stack, &quiet).await.unwrap();
     assert!(removed.iter().all(|r| r.removal == Removal::Deleted), "{removed:#?}");
 }
+
+#[tokio::test]
+#[ignore = "needs an AWS API endpoint in LABS_INFRA_TEST_ENDPOINT"]
+async fn a_disabled_stream_mapping_keeps_its_stream_settings_and_destination() {
+    let clients = clients().await;
+    let prefix = prefix("streamsettings");
+    let (function, artifacts) = idle_function();
+    // Disabled, so the idle function is never invoked.
+    let tuned: EventSourceMapping = toml::from_str(
+        r#"
+        function = "worker"
+        source = { kinesis_stream = "clicks" }
+        starting_position = "TRIM_HORIZON"
+        batch_size = 10
+        maximum_retry_attempts = 2
+        parallelization_factor = 2
+        maximum_record_age_seconds = 3600
+        tumbling_window_seconds = 30
+        on_failure = { sqs_queue = "failures" }
+        enabled = false
+        "#,
+    )
+    .unwrap();
+    let stack = Stack {
+        example: "it-streamsettings".into(),
+        kinesis_streams: vec![KinesisStream { name: "clicks".into(), shards: 1 }],
+        sqs_queues: vec![queue("failures")],
+        roles: vec![Role { name: "worker".into(), statements: vec![] }],
+        functions: vec![function],
+        event_source_mappings: vec![tuned.clone()],
+        ..Stack::default()
+    };
+    let engine = Engine::connect(&clients, &prefix).await.unwrap();
+    let plan = engine.plan(&stack, &artifacts).await.unwrap();
+    engine.apply(&stack, &plan, &artifacts, &quiet).await.unwrap();
+    let again = engine.plan(&stack, &artifacts).await.unwrap();
+    assert!(again.is_noop(), "{again:#?}");
+
+    let listed = clients.lambda.list_event_source_mappings().function_name(format!("{prefix}-worker")).send().await;
+    let mappings = listed.unwrap().event_source_mappings.unwrap_or_default();
+    let mapping = mappings.iter().find(|m| m.function_arn().is_some_and(|f| f.ends_with(&format!("{prefix}-worker"))));
+    let mapping = mapping.expect("the mapping exists");
+    assert_eq!(mapping.state(), Some("Disabled"));
+    assert_eq!(mapping.parallelization_factor(), Some(2));
+    assert_eq!(mapping.maximum_record_age_in_seconds(), Some(3600));
+    let destination = mapping.destination_config().and_then(|d| d.on_failure()).and_then(|o| o.destination());
+    assert_eq!(
+        destination,
+        Some(format!("arn:aws:sqs:us-east-1:{}:{prefix}-failures", engine.vars().account).as_str())
+    );
+
+    // Back to the defaults: found as drift, undone, and then nothing more to do.
+    let plain = EventSourceMapping {
+        parallelization_factor: None,
+        maximum_record_age_seconds: None,
+        tumbling_window_seconds: None,
+        on_failure: None,
+        ..tuned
+    };
+    let plain_stack = Stack { event_source_mappings: vec![plain], ..stack.clone() };
+    let drifted = engine.plan(&plain_stack, &artifacts).await.unwrap();
+    let change = drifted.changes.iter().find(|c| c.kind == Kind::EventSourceMapping).unwrap();
+    let Action::Update(what) = &change.action else { panic!("{change:?}") };
+    assert!(what.contains("parallelization factor") && what.contains("on-failure destination"), "{what}");
+    engine.apply(&plain_stack, &drifted, &artifacts, &quiet).await.unwrap();
+    let settled = engine.plan(&plain_stack, &artifacts).await.unwrap();
+    assert!(settled.is_noop(), "{settled:#?}");
+
+    let removed = engine.destroy(&stack, &quiet).await.unwrap();
+    assert!(removed.iter().all(|r| r.removal == Removal::Deleted), "{removed:#?}");
+}
