@@ -37,8 +37,9 @@ fi
 # that deploy functions do not each wait for the compiler.
 "$labs" build
 
-# The functions' DynamoDB store tests talk to the same emulator.
+# The functions' DynamoDB store tests and the engine's ownership tests talk to the same emulator.
 export CDC_INDEXER_TEST_ENDPOINT="$endpoint"
 export EXACTLY_ONCE_COUNTER_TEST_ENDPOINT="$endpoint"
 export LEDGER_TEST_ENDPOINT="$endpoint"
+export LABS_INFRA_TEST_ENDPOINT="$endpoint"
 cargo test --locked --workspace -- --include-ignored

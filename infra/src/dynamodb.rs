@@ -1,24 +1,52 @@
+//! DynamoDB tables: on-demand, keys, and their change stream.
+
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
     StreamViewType, TableDescription, Tag,
 };
 
-use crate::engine::{Action, Change, Ctx, Kind, Removal};
+use crate::model::{Action, Change, Ctx, Kind, Removal, resource};
+use crate::sdk_error::{ErrorClass, SdkContext, SdkOutcome, WaitContext};
 use crate::stack::{DynamoTable, KeyAttribute};
-use crate::{SdkContext, WaitContext};
 
-const WAIT: Duration = Duration::from_secs(300);
+const WAIT: Duration = crate::poll::LIMIT;
+
+resource!(
+    DynamoTable,
+    Kind::DynamodbTable,
+    name = |ctx, spec| ctx.vars.name(&spec.name),
+    plan = plan,
+    apply = apply,
+    destroy = destroy
+);
 
 pub(crate) async fn describe(ctx: &Ctx<'_>, name: &str) -> Result<Option<TableDescription>> {
-    match ctx.clients.dynamodb.describe_table().table_name(name).send().await {
-        Ok(out) => Ok(out.table),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(None),
-        Err(err) => Err(err).doing(format!("describing DynamoDB table {name}")),
-    }
+    let out = ctx
+        .clients
+        .dynamodb
+        .describe_table()
+        .table_name(name)
+        .send()
+        .await
+        .or_absent(format!("describing DynamoDB table {name}"))?;
+    Ok(out.and_then(|out| out.table))
+}
+
+/// The table's tags (it exists: `arn` came from describing it).
+async fn tags(ctx: &Ctx<'_>, name: &str, arn: &str) -> Result<Vec<(String, String)>> {
+    let out = ctx
+        .clients
+        .dynamodb
+        .list_tags_of_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .doing(format!("reading tags of DynamoDB table {name}"))?;
+    Ok(out.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect())
 }
 
 fn settings(spec: &DynamoTable) -> String {
@@ -48,11 +76,17 @@ fn stream_drift(spec: &DynamoTable, table: &TableDescription) -> Option<String> 
     })
 }
 
-pub(crate) async fn plan(ctx: &Ctx<'_>, spec: &DynamoTable) -> Result<Change> {
+async fn plan(ctx: &Ctx<'_>, spec: &DynamoTable) -> Result<Change> {
     let name = ctx.vars.name(&spec.name);
     let action = match describe(ctx, &name).await? {
         None => Action::Create,
-        Some(table) => stream_drift(spec, &table).map_or(Action::Unchanged, Action::Update),
+        Some(table) => {
+            let tags = tags(ctx, &name, table.table_arn().unwrap_or_default()).await?;
+            match ctx.conflict_unless_owned(&tags) {
+                Some(conflict) => conflict,
+                None => stream_drift(spec, &table).map_or(Action::Unchanged, Action::Update),
+            }
+        }
     };
     Ok(Change { kind: Kind::DynamodbTable, name, action, settings: settings(spec) })
 }
@@ -76,9 +110,10 @@ fn stream_specification(spec: &DynamoTable) -> Result<StreamSpecification> {
     })
 }
 
-pub(crate) async fn apply(ctx: &Ctx<'_>, spec: &DynamoTable, action: &Action) -> Result<()> {
+async fn apply(ctx: &Ctx<'_>, spec: &DynamoTable, action: &Action) -> Result<()> {
     let name = ctx.vars.name(&spec.name);
     let dynamodb = &ctx.clients.dynamodb;
+    let mut created_elsewhere = false;
     match action {
         Action::Create => {
             let mut keys = vec![key(&spec.partition_key, KeyType::Hash)?];
@@ -96,11 +131,11 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, spec: &DynamoTable, action: &Action) ->
             for (key, value) in ctx.tags() {
                 create = create.tags(Tag::builder().key(key).value(value).build()?);
             }
-            match create.send().await {
-                Ok(_) => {}
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
-                Err(err) => return Err(err).doing(format!("creating DynamoDB table {name}")),
-            }
+            created_elsewhere = create
+                .send()
+                .await
+                .tolerating(&[ErrorClass::InUse, ErrorClass::AlreadyExists], format!("creating DynamoDB table {name}"))?
+                .is_err();
         }
         Action::Update(_) => {
             dynamodb
@@ -111,7 +146,7 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, spec: &DynamoTable, action: &Action) ->
                 .await
                 .doing(format!("updating the stream of DynamoDB table {name}"))?;
         }
-        Action::Unchanged => return Ok(()),
+        Action::Unchanged | Action::Conflict(_) => return Ok(()),
     }
     dynamodb
         .wait_until_table_exists()
@@ -119,32 +154,46 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, spec: &DynamoTable, action: &Action) ->
         .wait(WAIT)
         .await
         .waiting(format!("waiting for DynamoDB table {name} to become active"))?;
+    if *action == Action::Create {
+        let arn = describe(ctx, &name).await?.and_then(|t| t.table_arn).unwrap_or_default();
+        let current = tags(ctx, &name, &arn).await?;
+        if created_elsewhere {
+            if let Err(reason) = ctx.owns(&current) {
+                bail!("DynamoDB table {name} appeared while applying and is not ours: {reason}");
+            }
+            return Ok(());
+        }
+        let missing = ctx.missing_tags(&current);
+        if !missing.is_empty() {
+            let mut tagging = dynamodb.tag_resource().resource_arn(&arn);
+            for (key, value) in missing {
+                tagging = tagging.tags(Tag::builder().key(key).value(value).build()?);
+            }
+            tagging.send().await.doing(format!("tagging DynamoDB table {name}"))?;
+        }
+    }
     Ok(())
 }
 
-pub(crate) async fn destroy(ctx: &Ctx<'_>, spec: &DynamoTable) -> Result<Removal> {
+async fn destroy(ctx: &Ctx<'_>, spec: &DynamoTable) -> Result<Removal> {
     let name = ctx.vars.name(&spec.name);
     let dynamodb = &ctx.clients.dynamodb;
     let Some(table) = describe(ctx, &name).await? else {
         return Ok(Removal::Absent);
     };
-    let arn = table.table_arn().unwrap_or_default();
-    let tags = dynamodb
-        .list_tags_of_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .doing(format!("reading tags of DynamoDB table {name}"))?;
-    if let Err(reason) = ctx.owns(tags.tags().iter().map(|t| (t.key(), t.value()))) {
+    let tags = tags(ctx, &name, table.table_arn().unwrap_or_default()).await?;
+    if let Err(reason) = ctx.owns(&tags) {
         return Ok(Removal::LeftAlone(reason));
     }
-    match dynamodb.delete_table().table_name(&name).send().await {
-        Ok(_) => {}
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
-            return Ok(Removal::Absent);
-        }
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_resource_in_use_exception()) => {}
-        Err(err) => return Err(err).doing(format!("deleting DynamoDB table {name}")),
+    let deleted = dynamodb
+        .delete_table()
+        .table_name(&name)
+        .send()
+        .await
+        // In use: already deleting; wait for it below.
+        .tolerating(&[ErrorClass::NotFound, ErrorClass::InUse], format!("deleting DynamoDB table {name}"))?;
+    if matches!(deleted, Err(ErrorClass::NotFound)) {
+        return Ok(Removal::Absent);
     }
     dynamodb
         .wait_until_table_not_exists()

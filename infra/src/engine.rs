@@ -1,148 +1,14 @@
-//! Plan, apply and destroy a [`Stack`] against one target. Each resource kind lives in a module
-//! of its own (`kinesis`, `dynamodb`, `sns`, `sqs`, `iam`, `lambda`); this file only orders the work.
+//! Plan, apply and destroy a [`Stack`] against one target. Each resource kind implements
+//! [`Resource`] in a module of its own; this file only orders the work.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::HashMap;
 
 use anyhow::Result;
-use serde::Serialize;
 
-use crate::stack::{
-    DynamoTable, EventSourceMapping, Function, KinesisStream, Role, SnsTopic, SqsQueue, Stack, Subscription, Vars,
-};
-use crate::{Clients, TAG_EXAMPLE, TAG_PREFIX, dynamodb, iam, kinesis, lambda, sns, sqs};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    IamRole,
-    KinesisStream,
-    DynamodbTable,
-    SnsTopic,
-    SqsQueue,
-    SnsSubscription,
-    LambdaFunction,
-    EventSourceMapping,
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Kind::IamRole => "IAM role",
-            Kind::KinesisStream => "Kinesis stream",
-            Kind::DynamodbTable => "DynamoDB table",
-            Kind::SnsTopic => "SNS topic",
-            Kind::SqsQueue => "SQS queue",
-            Kind::SnsSubscription => "SNS subscription",
-            Kind::LambdaFunction => "Lambda function",
-            Kind::EventSourceMapping => "event source mapping",
-        })
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "action", content = "reason")]
-pub enum Action {
-    Create,
-    /// What drifted, in words.
-    Update(String),
-    Unchanged,
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Action::Create => f.write_str("create"),
-            Action::Update(reason) => write!(f, "update ({reason})"),
-            Action::Unchanged => f.write_str("unchanged"),
-        }
-    }
-}
-
-/// One resource in a plan.
-#[derive(Debug, Clone, Serialize)]
-pub struct Change {
-    pub kind: Kind,
-    pub name: String,
-    pub action: Action,
-    /// The settings it will have, for the learner to read before confirming.
-    pub settings: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Plan {
-    pub example: String,
-    pub prefix: String,
-    pub changes: Vec<Change>,
-}
-
-impl Plan {
-    pub fn is_noop(&self) -> bool {
-        self.changes.iter().all(|c| c.action == Action::Unchanged)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "result", content = "reason")]
-pub enum Removal {
-    Deleted,
-    Absent,
-    /// It exists but its tags do not say this prefix made it, so it was left alone.
-    LeftAlone(String),
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Removed {
-    pub kind: Kind,
-    pub name: String,
-    pub removal: Removal,
-}
-
-/// A built function: the zip to upload and the hash that says whether it changed.
-#[derive(Debug, Clone)]
-pub struct Artifact {
-    pub zip: Vec<u8>,
-    /// Hex SHA-256 of the `bootstrap` binary (zips carry timestamps, binaries do not).
-    pub code_sha256: String,
-}
-
-/// Told about each step as it starts, so the CLI can show progress.
-pub trait Progress: Sync {
-    fn step(&self, message: &str);
-}
-
-impl<F: Fn(&str) + Sync> Progress for F {
-    fn step(&self, message: &str) {
-        self(message)
-    }
-}
-
-/// Everything a resource module needs to do its work.
-pub(crate) struct Ctx<'a> {
-    pub clients: &'a Clients,
-    pub vars: &'a Vars,
-    pub example: &'a str,
-    pub artifacts: &'a HashMap<String, Artifact>,
-}
-
-impl Ctx<'_> {
-    pub fn tags(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (TAG_EXAMPLE.to_owned(), self.example.to_owned()),
-            (TAG_PREFIX.to_owned(), self.vars.prefix.clone()),
-        ])
-    }
-
-    /// Whether tags read back from a resource say this prefix made it for this example.
-    pub fn owns<'t>(&self, tags: impl IntoIterator<Item = (&'t str, &'t str)>) -> Result<(), String> {
-        let tags: BTreeMap<&str, &str> = tags.into_iter().collect();
-        match (tags.get(TAG_PREFIX), tags.get(TAG_EXAMPLE)) {
-            (Some(p), Some(e)) if *p == self.vars.prefix && *e == self.example => Ok(()),
-            (None, _) | (_, None) => Err("it has no labs tags".to_owned()),
-            (Some(p), Some(e)) => Err(format!("its tags say {e}, prefix {p}")),
-        }
-    }
-}
+use crate::model::{Action, Artifact, Ctx, DestroyIncomplete, Plan, Progress, Removal, Removed, Resource};
+use crate::sdk_error::SdkContext;
+use crate::stack::{Stack, Vars};
+use crate::{Clients, innermost_cause, sqs};
 
 pub struct Engine<'a> {
     clients: &'a Clients,
@@ -152,7 +18,6 @@ pub struct Engine<'a> {
 impl<'a> Engine<'a> {
     /// Reads the account id from the target (STS), which ARNs in declarations need.
     pub async fn connect(clients: &'a Clients, prefix: &str) -> Result<Self> {
-        use crate::SdkContext;
         let identity = clients.sts.get_caller_identity().send().await.doing("asking STS who we are")?;
         let account = identity.account().unwrap_or("000000000000").to_owned();
         let partition = identity.arn().and_then(|arn| arn.split(':').nth(1)).unwrap_or("aws").to_owned();
@@ -180,7 +45,8 @@ impl<'a> Engine<'a> {
 
     /// Carries out `plan`, in dependency order: roles and data stores, topics and queues, the
     /// subscriptions between them, then functions and the mappings that feed them. Waits until
-    /// each resource is usable.
+    /// each resource is usable. Refuses, before changing anything, a plan in which something
+    /// that is not ours holds one of our names.
     pub async fn apply(
         &self,
         stack: &Stack,
@@ -188,9 +54,10 @@ impl<'a> Engine<'a> {
         artifacts: &HashMap<String, Artifact>,
         progress: &dyn Progress,
     ) -> Result<()> {
+        plan.refuse_conflicts()?;
         let ctx = self.ctx(stack, artifacts);
         for resource in creation_order(stack) {
-            let (kind, name) = (resource.kind(), resource.name(&ctx));
+            let (kind, name) = (resource.kind(), resource.display_name(&ctx));
             let action = plan
                 .changes
                 .iter()
@@ -206,112 +73,162 @@ impl<'a> Engine<'a> {
     }
 
     /// Removes what `stack` declares for this prefix, in reverse dependency order, and waits until
-    /// it is gone, so a following `up` can create it again.
+    /// each resource is gone, so a following `up` can create it again. A failure does not stop
+    /// the rest: every row is tried and reported, and if any failed the error is a
+    /// [`DestroyIncomplete`] holding all of them.
     pub async fn destroy(&self, stack: &Stack, progress: &dyn Progress) -> Result<Vec<Removed>> {
         let no_artifacts = HashMap::new();
         let ctx = self.ctx(stack, &no_artifacts);
-        let mut removed = Vec::new();
-        for resource in creation_order(stack).into_iter().rev() {
-            let (kind, name) = (resource.kind(), resource.name(&ctx));
-            progress.step(&format!("removing {kind} {name}"));
-            let removal = resource.destroy(&ctx).await?;
-            removed.push(Removed { kind, name, removal });
-        }
-        Ok(removed)
+        let mut reversed = creation_order(stack);
+        reversed.reverse();
+        remove_all(&ctx, &reversed, progress).await
     }
 }
 
-/// One declared resource, whatever its kind: the engine walks these and each kind's module does
-/// the work.
-#[derive(Clone, Copy)]
-enum Resource<'s> {
-    Role(&'s Role),
-    KinesisStream(&'s KinesisStream),
-    DynamodbTable(&'s DynamoTable),
-    SnsTopic(&'s SnsTopic),
-    SqsQueue(&'s SqsQueue),
-    Subscription(&'s Subscription),
-    Function(&'s Function),
-    Mapping(&'s EventSourceMapping),
+/// Removes each resource in turn, going on past failures.
+async fn remove_all(ctx: &Ctx<'_>, resources: &[&dyn Resource], progress: &dyn Progress) -> Result<Vec<Removed>> {
+    let mut removed = Vec::new();
+    for resource in resources {
+        let (kind, name) = (resource.kind(), resource.display_name(ctx));
+        progress.step(&format!("removing {kind} {name}"));
+        let removal = resource.destroy(ctx).await.unwrap_or_else(|err| Removal::Failed(one_line(&err)));
+        removed.push(Removed { kind, name, removal });
+    }
+    if removed.iter().any(|r| matches!(r.removal, Removal::Failed(_))) {
+        return Err(DestroyIncomplete { removed }.into());
+    }
+    Ok(removed)
+}
+
+/// An error and its causes on one line.
+fn one_line(err: &anyhow::Error) -> String {
+    let cause = innermost_cause(err.as_ref());
+    let top = err.to_string();
+    if top.ends_with(&cause) { top } else { format!("{top}: {cause}") }
 }
 
 /// Every resource of `stack`, each before the ones that need it; `destroy` walks it backwards.
-fn creation_order(stack: &Stack) -> Vec<Resource<'_>> {
-    let mut order: Vec<Resource<'_>> = stack.roles.iter().map(Resource::Role).collect();
-    order.extend(stack.kinesis_streams.iter().map(Resource::KinesisStream));
-    order.extend(stack.dynamodb_tables.iter().map(Resource::DynamodbTable));
-    order.extend(stack.sns_topics.iter().map(Resource::SnsTopic));
-    order.extend(sqs::creation_order(&stack.sqs_queues).into_iter().map(Resource::SqsQueue));
-    order.extend(stack.subscriptions.iter().map(Resource::Subscription));
-    order.extend(stack.functions.iter().map(Resource::Function));
-    order.extend(stack.event_source_mappings.iter().map(Resource::Mapping));
+fn creation_order(stack: &Stack) -> Vec<&dyn Resource> {
+    let mut order: Vec<&dyn Resource> = Vec::new();
+    order.extend(stack.roles.iter().map(|r| r as &dyn Resource));
+    order.extend(stack.kinesis_streams.iter().map(|r| r as &dyn Resource));
+    order.extend(stack.dynamodb_tables.iter().map(|r| r as &dyn Resource));
+    order.extend(stack.sns_topics.iter().map(|r| r as &dyn Resource));
+    order.extend(sqs::creation_order(&stack.sqs_queues).into_iter().map(|r| r as &dyn Resource));
+    order.extend(stack.subscriptions.iter().map(|r| r as &dyn Resource));
+    order.extend(stack.functions.iter().map(|r| r as &dyn Resource));
+    order.extend(stack.event_source_mappings.iter().map(|r| r as &dyn Resource));
     order
 }
 
-impl Resource<'_> {
-    fn kind(&self) -> Kind {
-        match self {
-            Resource::Role(_) => Kind::IamRole,
-            Resource::KinesisStream(_) => Kind::KinesisStream,
-            Resource::DynamodbTable(_) => Kind::DynamodbTable,
-            Resource::SnsTopic(_) => Kind::SnsTopic,
-            Resource::SqsQueue(_) => Kind::SqsQueue,
-            Resource::Subscription(_) => Kind::SnsSubscription,
-            Resource::Function(_) => Kind::LambdaFunction,
-            Resource::Mapping(_) => Kind::EventSourceMapping,
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::model::{Change, Kind};
+
+    /// A resource whose removal answers `outcome`, and which notes that it was asked.
+    struct Scripted {
+        name: &'static str,
+        outcome: Result<Removal, &'static str>,
+        asked: Mutex<bool>,
+    }
+
+    impl Resource for Scripted {
+        fn kind(&self) -> Kind {
+            Kind::SqsQueue
+        }
+
+        fn display_name(&self, ctx: &Ctx<'_>) -> String {
+            ctx.vars.name(self.name)
+        }
+
+        fn plan<'a>(&'a self, _: &'a Ctx<'a>) -> BoxFuture<'a, Result<Change>> {
+            unimplemented!("not planned in these tests")
+        }
+
+        fn apply<'a>(&'a self, _: &'a Ctx<'a>, _: &'a Action) -> BoxFuture<'a, Result<()>> {
+            unimplemented!("not applied in these tests")
+        }
+
+        fn destroy<'a>(&'a self, _: &'a Ctx<'a>) -> BoxFuture<'a, Result<Removal>> {
+            *self.asked.lock().unwrap() = true;
+            let outcome = self.outcome.clone().map_err(|message| anyhow::anyhow!(message).context("deleting it"));
+            Box::pin(std::future::ready(outcome))
         }
     }
 
-    /// How plans and reports name it.
-    fn name(&self, ctx: &Ctx<'_>) -> String {
-        match self {
-            Resource::Role(spec) => ctx.vars.name(&spec.name),
-            Resource::KinesisStream(spec) => ctx.vars.name(&spec.name),
-            Resource::DynamodbTable(spec) => ctx.vars.name(&spec.name),
-            Resource::SnsTopic(spec) => ctx.vars.name(&spec.name),
-            Resource::SqsQueue(spec) => ctx.vars.name(&spec.name),
-            Resource::Subscription(spec) => sns::subscription_name(ctx, spec),
-            Resource::Function(spec) => ctx.vars.name(&spec.name),
-            Resource::Mapping(spec) => lambda::mapping_name(ctx, spec),
-        }
+    fn scripted(name: &'static str, outcome: Result<Removal, &'static str>) -> Scripted {
+        Scripted { name, outcome, asked: Mutex::new(false) }
     }
 
-    async fn plan(&self, ctx: &Ctx<'_>) -> Result<Change> {
-        match *self {
-            Resource::Role(spec) => iam::plan(ctx, spec).await,
-            Resource::KinesisStream(spec) => kinesis::plan(ctx, spec).await,
-            Resource::DynamodbTable(spec) => dynamodb::plan(ctx, spec).await,
-            Resource::SnsTopic(spec) => sns::plan_topic(ctx, spec).await,
-            Resource::SqsQueue(spec) => sqs::plan(ctx, spec).await,
-            Resource::Subscription(spec) => sns::plan_subscription(ctx, spec).await,
-            Resource::Function(spec) => lambda::plan_function(ctx, spec).await,
-            Resource::Mapping(spec) => lambda::plan_mapping(ctx, spec).await,
-        }
+    #[tokio::test]
+    async fn destroy_goes_on_past_a_failure_and_reports_every_row() {
+        let config = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
+        let clients = Clients::new(&config);
+        let vars = Vars { prefix: "p".into(), region: "r".into(), account: "1".into(), partition: "aws".into() };
+        let artifacts = HashMap::new();
+        let ctx = Ctx { clients: &clients, vars: &vars, example: "e", artifacts: &artifacts };
+        let resources = [
+            scripted("a", Ok(Removal::Deleted)),
+            scripted("b", Err("AccessDenied: no")),
+            scripted("c", Ok(Removal::Absent)),
+        ];
+        let order: Vec<&dyn Resource> = resources.iter().map(|r| r as &dyn Resource).collect();
+        let steps = Mutex::new(Vec::new());
+        let progress = |step: &str| steps.lock().unwrap().push(step.to_owned());
+
+        let err = remove_all(&ctx, &order, &progress).await.unwrap_err();
+        assert!(resources.iter().all(|r| *r.asked.lock().unwrap()), "every resource was asked");
+        let incomplete = err.downcast_ref::<DestroyIncomplete>().expect("a DestroyIncomplete");
+        let rows: Vec<(&str, &Removal)> = incomplete.removed.iter().map(|r| (r.name.as_str(), &r.removal)).collect();
+        assert_eq!(
+            rows,
+            [
+                ("p-a", &Removal::Deleted),
+                ("p-b", &Removal::Failed("deleting it: AccessDenied: no".into())),
+                ("p-c", &Removal::Absent)
+            ]
+        );
+        assert_eq!(
+            err.to_string(),
+            "1 of 3 resources could not be removed: SQS queue p-b (deleting it: AccessDenied: no)"
+        );
+        assert_eq!(steps.lock().unwrap().len(), 3);
+
+        let fine = [scripted("a", Ok(Removal::Deleted))];
+        let order: Vec<&dyn Resource> = fine.iter().map(|r| r as &dyn Resource).collect();
+        assert_eq!(remove_all(&ctx, &order, &progress).await.unwrap().len(), 1);
     }
 
-    async fn apply(&self, ctx: &Ctx<'_>, action: &Action) -> Result<()> {
-        match *self {
-            Resource::Role(spec) => iam::apply(ctx, spec, action).await,
-            Resource::KinesisStream(spec) => kinesis::apply(ctx, spec, action).await,
-            Resource::DynamodbTable(spec) => dynamodb::apply(ctx, spec, action).await,
-            Resource::SnsTopic(spec) => sns::apply_topic(ctx, spec, action).await,
-            Resource::SqsQueue(spec) => sqs::apply(ctx, spec, action).await,
-            Resource::Subscription(spec) => sns::apply_subscription(ctx, spec, action).await,
-            Resource::Function(spec) => lambda::apply_function(ctx, spec, action).await,
-            Resource::Mapping(spec) => lambda::apply_mapping(ctx, spec, action).await,
-        }
+    #[test]
+    fn creation_order_puts_what_is_needed_first() {
+        let stack = crate::stack::load("example-2").unwrap();
+        let kinds: Vec<Kind> = creation_order(&stack).iter().map(|r| r.kind()).collect();
+        let first = |kind| kinds.iter().position(|k| *k == kind).unwrap();
+        let last = |kind| kinds.iter().rposition(|k| *k == kind).unwrap();
+        assert!(last(Kind::IamRole) < first(Kind::LambdaFunction));
+        assert!(last(Kind::SqsQueue) < first(Kind::SnsSubscription));
+        assert!(last(Kind::SnsTopic) < first(Kind::SnsSubscription));
+        assert!(last(Kind::LambdaFunction) < first(Kind::EventSourceMapping));
+        let declared = stack.roles.len()
+            + stack.sns_topics.len()
+            + stack.sqs_queues.len()
+            + stack.subscriptions.len()
+            + stack.functions.len()
+            + stack.event_source_mappings.len()
+            + stack.kinesis_streams.len()
+            + stack.dynamodb_tables.len();
+        assert_eq!(kinds.len(), declared);
     }
 
-    async fn destroy(&self, ctx: &Ctx<'_>) -> Result<Removal> {
-        match *self {
-            Resource::Role(spec) => iam::destroy(ctx, spec).await,
-            Resource::KinesisStream(spec) => kinesis::destroy(ctx, spec).await,
-            Resource::DynamodbTable(spec) => dynamodb::destroy(ctx, spec).await,
-            Resource::SnsTopic(spec) => sns::destroy_topic(ctx, spec).await,
-            Resource::SqsQueue(spec) => sqs::destroy(ctx, spec).await,
-            Resource::Subscription(spec) => sns::destroy_subscription(ctx, spec).await,
-            Resource::Function(spec) => lambda::destroy_function(ctx, spec).await,
-            Resource::Mapping(spec) => lambda::destroy_mapping(ctx, spec).await,
-        }
+    #[test]
+    fn one_line_keeps_the_cause() {
+        let err = anyhow::anyhow!("AccessDenied").context("deleting SQS queue p-q");
+        assert_eq!(one_line(&err), "deleting SQS queue p-q: AccessDenied");
+        assert_eq!(one_line(&anyhow::anyhow!("waiting: timed out")), "waiting: timed out");
     }
 }

@@ -1,12 +1,24 @@
+//! IAM execution roles: trust in Lambda, and one inline least-privilege policy.
+
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use aws_sdk_iam::types::Tag;
 use serde_json::{Value, json};
 
-use crate::SdkContext;
-use crate::engine::{Action, Change, Ctx, Kind, Removal};
+use crate::model::{Action, Change, Ctx, Kind, Removal, resource};
+use crate::poll;
+use crate::sdk_error::{ErrorClass, SdkContext, SdkOutcome};
 use crate::stack::Role;
+
+resource!(
+    Role,
+    Kind::IamRole,
+    name = |ctx, spec| ctx.vars.name(&spec.name),
+    plan = plan,
+    apply = apply,
+    destroy = destroy
+);
 
 const INLINE_POLICY: &str = "labs-least-privilege";
 
@@ -43,48 +55,90 @@ fn parse_policy(document: &str) -> Option<Value> {
     })
 }
 
-async fn role_exists(ctx: &Ctx<'_>, name: &str) -> Result<Option<aws_sdk_iam::types::Role>> {
-    match ctx.clients.iam.get_role().role_name(name).send().await {
-        Ok(out) => Ok(out.role),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(None),
-        Err(err) => Err(err).doing(format!("reading IAM role {name}")),
-    }
+async fn get_role(ctx: &Ctx<'_>, name: &str) -> Result<Option<aws_sdk_iam::types::Role>> {
+    let out = ctx.clients.iam.get_role().role_name(name).send().await.or_absent(format!("reading IAM role {name}"))?;
+    Ok(out.and_then(|out| out.role))
 }
 
-pub(crate) async fn plan(ctx: &Ctx<'_>, role: &Role) -> Result<Change> {
+/// The role's tags, or `None` when it does not exist. GetRole carries tags on AWS; where an
+/// emulator leaves them out, ListRoleTags is asked.
+async fn role_tags(ctx: &Ctx<'_>, name: &str) -> Result<Option<Vec<(String, String)>>> {
+    let Some(role) = get_role(ctx, name).await? else {
+        return Ok(None);
+    };
+    let mut tags: Vec<(String, String)> = role.tags.unwrap_or_default().into_iter().map(|t| (t.key, t.value)).collect();
+    if tags.is_empty() {
+        let mut pages = ctx.clients.iam.list_role_tags().role_name(name).into_paginator().items().send();
+        while let Some(tag) = pages.next().await {
+            let Some(tag) = tag.or_absent(format!("reading tags of IAM role {name}"))? else {
+                return Ok(None);
+            };
+            tags.push((tag.key, tag.value));
+        }
+    }
+    Ok(Some(tags))
+}
+
+async fn plan(ctx: &Ctx<'_>, role: &Role) -> Result<Change> {
     let name = ctx.vars.name(&role.name);
     let wanted = policy_document(ctx, role);
-    let action = if role_exists(ctx, &name).await?.is_none() {
-        Action::Create
-    } else {
-        let current = ctx.clients.iam.get_role_policy().role_name(&name).policy_name(INLINE_POLICY).send().await;
-        match current {
-            Ok(out) if parse_policy(out.policy_document()).as_ref() == Some(&wanted) => Action::Unchanged,
-            Ok(_) => Action::Update("inline policy changed".to_owned()),
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
-                Action::Update("inline policy missing".to_owned())
+    let action = match role_tags(ctx, &name).await? {
+        None => Action::Create,
+        Some(tags) => match ctx.conflict_unless_owned(&tags) {
+            Some(conflict) => conflict,
+            None => {
+                let current = ctx
+                    .clients
+                    .iam
+                    .get_role_policy()
+                    .role_name(&name)
+                    .policy_name(INLINE_POLICY)
+                    .send()
+                    .await
+                    .or_absent(format!("reading the policy of IAM role {name}"))?;
+                match current {
+                    Some(out) if parse_policy(out.policy_document()).as_ref() == Some(&wanted) => Action::Unchanged,
+                    Some(_) => Action::Update("inline policy changed".to_owned()),
+                    None => Action::Update("inline policy missing".to_owned()),
+                }
             }
-            Err(err) => return Err(err).doing(format!("reading the policy of IAM role {name}")),
-        }
+        },
     };
     let actions: Vec<&str> = role.statements.iter().flat_map(|s| s.actions.iter().map(String::as_str)).collect();
     let settings = if actions.is_empty() { "logs only".to_owned() } else { format!("logs + {}", actions.join(", ")) };
     Ok(Change { kind: Kind::IamRole, name, action, settings })
 }
 
-pub(crate) async fn apply(ctx: &Ctx<'_>, role: &Role, action: &Action) -> Result<()> {
+async fn apply(ctx: &Ctx<'_>, role: &Role, action: &Action) -> Result<()> {
     let name = ctx.vars.name(&role.name);
     let iam = &ctx.clients.iam;
-    if *action == Action::Create {
-        let mut create = iam.create_role().role_name(&name).assume_role_policy_document(TRUST_POLICY);
-        for (key, value) in ctx.tags() {
-            create = create.tags(Tag::builder().key(key).value(value).build()?);
+    match action {
+        Action::Create => {
+            let mut create = iam.create_role().role_name(&name).assume_role_policy_document(TRUST_POLICY);
+            for (key, value) in ctx.tags() {
+                create = create.tags(Tag::builder().key(key).value(value).build()?);
+            }
+            let created =
+                create.send().await.tolerating(&[ErrorClass::AlreadyExists], format!("creating IAM role {name}"))?;
+            let current = role_tags(ctx, &name).await?.unwrap_or_default();
+            if created.is_err() {
+                // Created since the plan was made: ours only if its tags say so.
+                if let Err(reason) = ctx.owns(&current) {
+                    bail!("IAM role {name} appeared while applying and is not ours: {reason}");
+                }
+            } else {
+                let missing = ctx.missing_tags(&current);
+                if !missing.is_empty() {
+                    let mut tagging = iam.tag_role().role_name(&name);
+                    for (key, value) in missing {
+                        tagging = tagging.tags(Tag::builder().key(key).value(value).build()?);
+                    }
+                    tagging.send().await.doing(format!("tagging IAM role {name}"))?;
+                }
+            }
         }
-        match create.send().await {
-            Ok(_) => {}
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_entity_already_exists_exception()) => {}
-            Err(err) => return Err(err).doing(format!("creating IAM role {name}")),
-        }
+        Action::Update(_) => {}
+        Action::Unchanged | Action::Conflict(_) => return Ok(()),
     }
     iam.put_role_policy()
         .role_name(&name)
@@ -96,43 +150,42 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, role: &Role, action: &Action) -> Result
     Ok(())
 }
 
-pub(crate) async fn destroy(ctx: &Ctx<'_>, role: &Role) -> Result<Removal> {
+async fn destroy(ctx: &Ctx<'_>, role: &Role) -> Result<Removal> {
     let name = ctx.vars.name(&role.name);
     let iam = &ctx.clients.iam;
-    let Some(existing) = role_exists(ctx, &name).await? else {
+    let Some(tags) = role_tags(ctx, &name).await? else {
         return Ok(Removal::Absent);
     };
-    // GetRole carries tags on AWS; fall back to ListRoleTags where an emulator leaves them out.
-    let mut tags: Vec<(String, String)> =
-        existing.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-    if tags.is_empty() {
-        let listed =
-            iam.list_role_tags().role_name(&name).send().await.doing(format!("reading tags of IAM role {name}"))?;
-        tags = listed.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-    }
-    if let Err(reason) = ctx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    if let Err(reason) = ctx.owns(&tags) {
         return Ok(Removal::LeftAlone(reason));
     }
-    let policies =
-        iam.list_role_policies().role_name(&name).send().await.doing(format!("listing policies of {name}"))?;
-    for policy in policies.policy_names() {
+    // IAM deletes a role only once it has no inline policies.
+    let mut policies = Vec::new();
+    let mut pages = iam.list_role_policies().role_name(&name).into_paginator().items().send();
+    while let Some(policy) = pages.next().await {
+        policies.push(policy.doing(format!("listing policies of IAM role {name}"))?);
+    }
+    for policy in policies {
         iam.delete_role_policy()
             .role_name(&name)
-            .policy_name(policy)
+            .policy_name(&policy)
             .send()
             .await
-            .doing(format!("deleting policy {policy} of IAM role {name}"))?;
+            .or_absent(format!("deleting policy {policy} of IAM role {name}"))?;
     }
-    match iam.delete_role().role_name(&name).send().await {
-        Ok(_) => Ok(Removal::Deleted),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(Removal::Absent),
-        Err(err) => Err(err).doing(format!("deleting IAM role {name}")),
+    if iam.delete_role().role_name(&name).send().await.or_absent(format!("deleting IAM role {name}"))?.is_none() {
+        return Ok(Removal::Absent);
     }
+    poll::until(format!("waiting for IAM role {name} to go"), poll::LIMIT, || async {
+        Ok(get_role(ctx, &name).await?.is_none())
+    })
+    .await?;
+    Ok(Removal::Deleted)
 }
 
-/// IAM is eventually consistent: a role just created may not yet be assumable by Lambda.
-pub(crate) const PROPAGATION_RETRIES: u32 = 10;
-pub(crate) const PROPAGATION_PAUSE: Duration = Duration::from_secs(3);
+/// IAM is eventually consistent: a role just created may not yet be assumable by Lambda for
+/// this long.
+pub(crate) const PROPAGATION_WAIT: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

@@ -4,12 +4,30 @@ use anyhow::{Result, bail};
 use aws_sdk_sns::types::Tag;
 use serde_json::Value;
 
-use crate::engine::{Action, Change, Ctx, Kind, Removal};
+use crate::model::{Action, Change, Ctx, Kind, Removal, resource};
+use crate::sdk_error::{SdkContext, SdkOutcome};
 use crate::stack::{SnsTopic, Subscription};
-use crate::{SdkContext, sqs};
+use crate::{poll, sqs};
 
 const RAW_DELIVERY: &str = "RawMessageDelivery";
 const FILTER_POLICY: &str = "FilterPolicy";
+
+resource!(
+    SnsTopic,
+    Kind::SnsTopic,
+    name = |ctx, spec| ctx.vars.name(&spec.name),
+    plan = plan_topic,
+    apply = apply_topic,
+    destroy = destroy_topic
+);
+resource!(
+    Subscription,
+    Kind::SnsSubscription,
+    name = subscription_name,
+    plan = plan_subscription,
+    apply = apply_subscription,
+    destroy = destroy_subscription,
+);
 
 /// A topic's ARN is fixed by its name, so plans and queue policies can name it before it exists.
 pub(crate) fn topic_arn(ctx: &Ctx<'_>, full_name: &str) -> String {
@@ -36,49 +54,86 @@ async fn topic_tags(ctx: &Ctx<'_>, full_name: &str) -> Result<Option<Vec<(String
 
 async fn topic_exists(ctx: &Ctx<'_>, full_name: &str) -> Result<bool> {
     let arn = topic_arn(ctx, full_name);
-    match ctx.clients.sns.get_topic_attributes().topic_arn(&arn).send().await {
-        Ok(_) => Ok(true),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(false),
-        Err(err) => Err(err).doing(format!("reading SNS topic {full_name}")),
-    }
+    let out = ctx
+        .clients
+        .sns
+        .get_topic_attributes()
+        .topic_arn(&arn)
+        .send()
+        .await
+        .or_absent(format!("reading SNS topic {full_name}"))?;
+    Ok(out.is_some())
 }
 
-pub(crate) async fn plan_topic(ctx: &Ctx<'_>, spec: &SnsTopic) -> Result<Change> {
+async fn plan_topic(ctx: &Ctx<'_>, spec: &SnsTopic) -> Result<Change> {
     let name = ctx.vars.name(&spec.name);
-    let action = if topic_exists(ctx, &name).await? { Action::Unchanged } else { Action::Create };
+    let action = match topic_tags(ctx, &name).await? {
+        None => Action::Create,
+        Some(tags) => ctx.conflict_unless_owned(&tags).unwrap_or(Action::Unchanged),
+    };
     Ok(Change { kind: Kind::SnsTopic, name, action, settings: "standard".to_owned() })
 }
 
-pub(crate) async fn apply_topic(ctx: &Ctx<'_>, spec: &SnsTopic, action: &Action) -> Result<()> {
-    if *action == Action::Unchanged {
+async fn apply_topic(ctx: &Ctx<'_>, spec: &SnsTopic, action: &Action) -> Result<()> {
+    if *action != Action::Create {
         return Ok(());
     }
     let name = ctx.vars.name(&spec.name);
-    // CreateTopic returns the existing topic when there is one (an interrupted earlier run).
+    // CreateTopic answers with the existing topic when there is one, so ask first: a topic that
+    // appeared since the plan was made is ours only if its tags say so.
+    if let Some(tags) = topic_tags(ctx, &name).await? {
+        if let Err(reason) = ctx.owns(&tags) {
+            bail!("SNS topic {name} appeared while applying and is not ours: {reason}");
+        }
+        return Ok(());
+    }
     let mut create = ctx.clients.sns.create_topic().name(&name);
     for (key, value) in ctx.tags() {
         create = create.tags(Tag::builder().key(key).value(value).build()?);
     }
     create.send().await.doing(format!("creating SNS topic {name}"))?;
+    let missing = ctx.missing_tags(&topic_tags(ctx, &name).await?.unwrap_or_default());
+    if !missing.is_empty() {
+        let mut tagging = ctx.clients.sns.tag_resource().resource_arn(topic_arn(ctx, &name));
+        for (key, value) in missing {
+            tagging = tagging.tags(Tag::builder().key(key).value(value).build()?);
+        }
+        tagging.send().await.doing(format!("tagging SNS topic {name}"))?;
+    }
     Ok(())
 }
 
-pub(crate) async fn destroy_topic(ctx: &Ctx<'_>, spec: &SnsTopic) -> Result<Removal> {
+async fn destroy_topic(ctx: &Ctx<'_>, spec: &SnsTopic) -> Result<Removal> {
     let name = ctx.vars.name(&spec.name);
     let Some(tags) = topic_tags(ctx, &name).await? else {
         return Ok(Removal::Absent);
     };
-    if let Err(reason) = ctx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    if let Err(reason) = ctx.owns(&tags) {
         return Ok(Removal::LeftAlone(reason));
     }
     // Deleting a topic also deletes every subscription it still has.
     let arn = topic_arn(ctx, &name);
-    ctx.clients.sns.delete_topic().topic_arn(&arn).send().await.doing(format!("deleting SNS topic {name}"))?;
+    if ctx
+        .clients
+        .sns
+        .delete_topic()
+        .topic_arn(&arn)
+        .send()
+        .await
+        .or_absent(format!("deleting SNS topic {name}"))?
+        .is_none()
+    {
+        return Ok(Removal::Absent);
+    }
+    poll::until(format!("waiting for SNS topic {name} to go"), poll::LIMIT, || async {
+        Ok(!topic_exists(ctx, &name).await?)
+    })
+    .await?;
     Ok(Removal::Deleted)
 }
 
 /// How a subscription is named in plans and reports: it has no name of its own, only an ARN.
-pub(crate) fn subscription_name(ctx: &Ctx<'_>, spec: &Subscription) -> String {
+fn subscription_name(ctx: &Ctx<'_>, spec: &Subscription) -> String {
     format!("{} -> {}", ctx.vars.name(&spec.topic), ctx.vars.name(&spec.queue))
 }
 
@@ -86,36 +141,23 @@ pub(crate) fn subscription_name(ctx: &Ctx<'_>, spec: &Subscription) -> String {
 async fn find_subscription(ctx: &Ctx<'_>, spec: &Subscription) -> Result<Option<String>> {
     let topic = topic_arn(ctx, &ctx.vars.name(&spec.topic));
     let queue = sqs::arn_of(ctx, &ctx.vars.name(&spec.queue));
-    let mut next_token: Option<String> = None;
-    loop {
-        let page = ctx
-            .clients
-            .sns
-            .list_subscriptions_by_topic()
-            .topic_arn(&topic)
-            .set_next_token(next_token.take())
-            .send()
-            .await;
-        let page = match page {
-            Ok(page) => page,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found_exception()) => return Ok(None),
-            Err(err) => return Err(err).doing(format!("listing subscriptions of {topic}")),
+    let mut pages = ctx.clients.sns.list_subscriptions_by_topic().topic_arn(&topic).into_paginator().items().send();
+    while let Some(subscription) = pages.next().await {
+        let Some(subscription) = subscription.or_absent(format!("listing subscriptions of {topic}"))? else {
+            return Ok(None);
         };
-        let found = page
-            .subscriptions()
-            .iter()
-            .find(|s| s.protocol() == Some("sqs") && s.endpoint() == Some(queue.as_str()))
-            .and_then(|s| s.subscription_arn())
-            // Not yet confirmed: there is nothing to read or delete yet.
-            .filter(|arn| arn.starts_with("arn:"));
-        if let Some(arn) = found {
+        let arn = subscription.subscription_arn().filter(|arn| {
+            // Not yet confirmed ("PendingConfirmation"): there is nothing to read or delete yet.
+            arn.starts_with("arn:")
+        });
+        if subscription.protocol() == Some("sqs")
+            && subscription.endpoint() == Some(queue.as_str())
+            && let Some(arn) = arn
+        {
             return Ok(Some(arn.to_owned()));
         }
-        match page.next_token() {
-            Some(token) if !token.is_empty() => next_token = Some(token.to_owned()),
-            _ => return Ok(None),
-        }
     }
+    Ok(None)
 }
 
 /// The subscription attributes the declaration asks for. An empty filter policy removes one.
@@ -139,11 +181,23 @@ fn drift(spec: &Subscription, current: &std::collections::HashMap<String, String
     drift
 }
 
-pub(crate) async fn plan_subscription(ctx: &Ctx<'_>, spec: &Subscription) -> Result<Change> {
+/// A subscription belongs to its topic: if the topic is ours, so is the subscription.
+async fn topic_ownership(ctx: &Ctx<'_>, spec: &Subscription) -> Result<Option<Result<(), String>>> {
+    let tags = topic_tags(ctx, &ctx.vars.name(&spec.topic)).await?;
+    Ok(tags.map(|tags| ctx.owns(&tags).map_err(|reason| format!("the topic is not ours: {reason}"))))
+}
+
+async fn plan_subscription(ctx: &Ctx<'_>, spec: &Subscription) -> Result<Change> {
     let name = subscription_name(ctx, spec);
-    let action = match find_subscription(ctx, spec).await? {
-        None => Action::Create,
-        Some(arn) => {
+    let existing = match topic_ownership(ctx, spec).await? {
+        Some(Err(reason)) => Err(reason),
+        Some(Ok(())) => Ok(find_subscription(ctx, spec).await?),
+        None => Ok(None),
+    };
+    let action = match existing {
+        Err(reason) => Action::Conflict(reason),
+        Ok(None) => Action::Create,
+        Ok(Some(arn)) => {
             let current = ctx
                 .clients
                 .sns
@@ -163,11 +217,11 @@ pub(crate) async fn plan_subscription(ctx: &Ctx<'_>, spec: &Subscription) -> Res
     Ok(Change { kind: Kind::SnsSubscription, name, action, settings })
 }
 
-pub(crate) async fn apply_subscription(ctx: &Ctx<'_>, spec: &Subscription, action: &Action) -> Result<()> {
+async fn apply_subscription(ctx: &Ctx<'_>, spec: &Subscription, action: &Action) -> Result<()> {
     let name = subscription_name(ctx, spec);
     let sns = &ctx.clients.sns;
     match action {
-        Action::Unchanged => {}
+        Action::Unchanged | Action::Conflict(_) => {}
         Action::Create => {
             let mut subscribe = sns
                 .subscribe()
@@ -200,25 +254,27 @@ pub(crate) async fn apply_subscription(ctx: &Ctx<'_>, spec: &Subscription, actio
     Ok(())
 }
 
-/// A subscription belongs to its topic: if the topic is ours, so is the subscription. It is
-/// removed explicitly even though deleting the topic would take it along, because deleting only
+/// Removed explicitly even though deleting the topic would take it along, because deleting only
 /// the queue would not: SNS would keep delivering to a queue that is gone.
-pub(crate) async fn destroy_subscription(ctx: &Ctx<'_>, spec: &Subscription) -> Result<Removal> {
+async fn destroy_subscription(ctx: &Ctx<'_>, spec: &Subscription) -> Result<Removal> {
     let name = subscription_name(ctx, spec);
-    let Some(tags) = topic_tags(ctx, &ctx.vars.name(&spec.topic)).await? else {
-        return Ok(Removal::Absent);
-    };
-    if let Err(reason) = ctx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        return Ok(Removal::LeftAlone(format!("the topic is not ours: {reason}")));
+    match topic_ownership(ctx, spec).await? {
+        None => return Ok(Removal::Absent),
+        Some(Err(reason)) => return Ok(Removal::LeftAlone(reason)),
+        Some(Ok(())) => {}
     }
     let Some(arn) = find_subscription(ctx, spec).await? else {
         return Ok(Removal::Absent);
     };
-    match ctx.clients.sns.unsubscribe().subscription_arn(&arn).send().await {
-        Ok(_) => Ok(Removal::Deleted),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(Removal::Absent),
-        Err(err) => Err(err).doing(format!("unsubscribing {name}")),
+    let sns = &ctx.clients.sns;
+    if sns.unsubscribe().subscription_arn(&arn).send().await.or_absent(format!("unsubscribing {name}"))?.is_none() {
+        return Ok(Removal::Absent);
     }
+    poll::until(format!("waiting for subscription {name} to go"), poll::LIMIT, || async {
+        Ok(find_subscription(ctx, spec).await?.is_none())
+    })
+    .await?;
+    Ok(Removal::Deleted)
 }
 
 #[cfg(test)]

@@ -5,17 +5,27 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use aws_sdk_sqs::types::QueueAttributeName;
+use backon::Retryable;
 use serde_json::{Value, json};
 
-use crate::engine::{Action, Change, Ctx, Kind, Removal};
+use crate::model::{Action, Change, Ctx, Kind, Removal, Tag, resource};
+use crate::sdk_error::{ErrorClass, SdkContext, SdkOutcome};
 use crate::stack::SqsQueue;
-use crate::{SdkContext, sns};
+use crate::{poll, sns};
 
 /// AWS refuses to create a queue under a name deleted less than 60 seconds ago.
-const RECREATE_PAUSE: Duration = Duration::from_secs(5);
-const RECREATE_ATTEMPTS: u32 = 15;
-/// How long a deleted queue may stay visible.
-const GONE_WAIT: Duration = Duration::from_secs(90);
+const RECREATE_WAIT: Duration = Duration::from_secs(90);
+/// How long a deleted queue may stay visible, or a new one stay unlisted.
+const LISTED_WAIT: Duration = Duration::from_secs(90);
+
+resource!(
+    SqsQueue,
+    Kind::SqsQueue,
+    name = |ctx, spec| ctx.vars.name(&spec.name),
+    plan = plan,
+    apply = apply,
+    destroy = destroy
+);
 
 /// Queues in the order they can be created: a dead-letter queue before the queues that use it.
 pub(crate) fn creation_order(queues: &[SqsQueue]) -> Vec<&SqsQueue> {
@@ -44,11 +54,15 @@ pub(crate) fn arn_of(ctx: &Ctx<'_>, full_name: &str) -> String {
 }
 
 pub(crate) async fn queue_url(ctx: &Ctx<'_>, full_name: &str) -> Result<Option<String>> {
-    match ctx.clients.sqs.get_queue_url().queue_name(full_name).send().await {
-        Ok(out) => Ok(out.queue_url),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => Ok(None),
-        Err(err) => Err(err).doing(format!("looking up SQS queue {full_name}")),
-    }
+    let out = ctx
+        .clients
+        .sqs
+        .get_queue_url()
+        .queue_name(full_name)
+        .send()
+        .await
+        .or_absent(format!("looking up SQS queue {full_name}"))?;
+    Ok(out.and_then(|out| out.queue_url))
 }
 
 /// The ARN the service reports for an existing queue, or `None` when it does not exist.
@@ -60,13 +74,29 @@ pub(crate) async fn queue_arn(ctx: &Ctx<'_>, full_name: &str) -> Result<Option<S
 }
 
 async fn attributes(ctx: &Ctx<'_>, full_name: &str, url: &str) -> Result<Option<HashMap<QueueAttributeName, String>>> {
-    let out =
-        ctx.clients.sqs.get_queue_attributes().queue_url(url).attribute_names(QueueAttributeName::All).send().await;
-    match out {
-        Ok(out) => Ok(Some(out.attributes.unwrap_or_default())),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => Ok(None),
-        Err(err) => Err(err).doing(format!("reading attributes of SQS queue {full_name}")),
-    }
+    let out = ctx
+        .clients
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::All)
+        .send()
+        .await
+        .or_absent(format!("reading attributes of SQS queue {full_name}"))?;
+    Ok(out.map(|out| out.attributes.unwrap_or_default()))
+}
+
+/// The queue's tags, or `None` when it went while we asked.
+async fn tags(ctx: &Ctx<'_>, full_name: &str, url: &str) -> Result<Option<Vec<Tag>>> {
+    let out = ctx
+        .clients
+        .sqs
+        .list_queue_tags()
+        .queue_url(url)
+        .send()
+        .await
+        .or_absent(format!("reading tags of SQS queue {full_name}"))?;
+    Ok(out.map(|out| out.tags.unwrap_or_default().into_iter().collect()))
 }
 
 /// The attributes the declaration asks for. An absent policy is an empty string, which is how
@@ -144,50 +174,30 @@ fn settings(ctx: &Ctx<'_>, spec: &SqsQueue) -> String {
     text
 }
 
-pub(crate) async fn plan(ctx: &Ctx<'_>, spec: &SqsQueue) -> Result<Change> {
+async fn plan(ctx: &Ctx<'_>, spec: &SqsQueue) -> Result<Change> {
     let name = ctx.vars.name(&spec.name);
-    let current = match queue_url(ctx, &name).await? {
-        Some(url) => attributes(ctx, &name, &url).await?,
-        None => None,
+    let settings = settings(ctx, spec);
+    let Some(url) = queue_url(ctx, &name).await? else {
+        return Ok(Change { kind: Kind::SqsQueue, name, action: Action::Create, settings });
     };
-    let action = match current {
-        None => Action::Create,
-        Some(current) => {
-            let drift = drift(&wanted(ctx, spec), &current);
-            if drift.is_empty() { Action::Unchanged } else { Action::Update(drift.join(", ")) }
-        }
+    let (Some(tags), Some(current)) = (tags(ctx, &name, &url).await?, attributes(ctx, &name, &url).await?) else {
+        return Ok(Change { kind: Kind::SqsQueue, name, action: Action::Create, settings });
     };
-    Ok(Change { kind: Kind::SqsQueue, name, action, settings: settings(ctx, spec) })
+    let action = ctx.conflict_unless_owned(&tags).unwrap_or_else(|| {
+        let drift = drift(&wanted(ctx, spec), &current);
+        if drift.is_empty() { Action::Unchanged } else { Action::Update(drift.join(", ")) }
+    });
+    Ok(Change { kind: Kind::SqsQueue, name, action, settings })
 }
 
-pub(crate) async fn apply(ctx: &Ctx<'_>, spec: &SqsQueue, action: &Action) -> Result<()> {
+async fn apply(ctx: &Ctx<'_>, spec: &SqsQueue, action: &Action) -> Result<()> {
     let name = ctx.vars.name(&spec.name);
     let sqs = &ctx.clients.sqs;
     let wanted = wanted(ctx, spec);
-    if *action == Action::Create {
-        // CreateQueue refuses empty attribute values: leave out what is not wanted.
-        let on_create: HashMap<QueueAttributeName, String> =
-            wanted.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
-        let mut attempt = 0;
-        loop {
-            let mut create = sqs.create_queue().queue_name(&name).set_attributes(Some(on_create.clone()));
-            for (key, value) in ctx.tags() {
-                create = create.tags(key, value);
-            }
-            match create.send().await {
-                Ok(_) => return wait_listed(ctx, &name).await,
-                // There already (an interrupted earlier run): set its attributes and tags below.
-                Err(err) if err.as_service_error().is_some_and(|e| e.is_queue_name_exists()) => break,
-                Err(err)
-                    if attempt < RECREATE_ATTEMPTS
-                        && err.as_service_error().is_some_and(|e| e.is_queue_deleted_recently()) =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(RECREATE_PAUSE).await;
-                }
-                Err(err) => return Err(err).doing(format!("creating SQS queue {name}")),
-            }
-        }
+    match action {
+        Action::Create => return create(ctx, &name, &wanted).await,
+        Action::Update(_) => {}
+        Action::Unchanged | Action::Conflict(_) => return Ok(()),
     }
     let Some(url) = queue_url(ctx, &name).await? else {
         bail!("SQS queue {name} vanished while it was being updated");
@@ -198,52 +208,80 @@ pub(crate) async fn apply(ctx: &Ctx<'_>, spec: &SqsQueue, action: &Action) -> Re
         .send()
         .await
         .doing(format!("setting attributes of SQS queue {name}"))?;
-    let mut tagging = sqs.tag_queue().queue_url(&url);
-    for (key, value) in ctx.tags() {
-        tagging = tagging.tags(key, value);
-    }
-    tagging.send().await.doing(format!("tagging SQS queue {name}"))?;
     Ok(())
 }
 
-/// Polls GetQueueUrl until `present` holds: a new queue can take a moment to be found on AWS, and
-/// a deleted one a moment to go.
-async fn wait_for(ctx: &Ctx<'_>, name: &str, present: bool) -> Result<()> {
-    let deadline = tokio::time::Instant::now() + GONE_WAIT;
-    while queue_url(ctx, name).await?.is_some() != present {
-        if tokio::time::Instant::now() > deadline {
-            let state = if present { "to appear" } else { "to go" };
-            bail!("waited {} s for SQS queue {name} {state}", GONE_WAIT.as_secs());
+/// Creates the queue with its attributes and tags in one call, then waits until it is listed.
+async fn create(ctx: &Ctx<'_>, name: &str, wanted: &[(QueueAttributeName, String)]) -> Result<()> {
+    let sqs = &ctx.clients.sqs;
+    // CreateQueue refuses empty attribute values: leave out what is not wanted.
+    let on_create: HashMap<QueueAttributeName, String> =
+        wanted.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let create = || {
+        sqs.create_queue()
+            .queue_name(name)
+            .set_attributes(Some(on_create.clone()))
+            .set_tags(Some(ctx.tags().into_iter().collect()))
+            .send()
+    };
+    let created = create
+        .retry(poll::schedule(RECREATE_WAIT))
+        .when(|err| err.as_service_error().is_some_and(|e| e.is_queue_deleted_recently()))
+        .await
+        .tolerating(&[ErrorClass::AlreadyExists], format!("creating SQS queue {name}"))?;
+    wait_listed(ctx, name, true).await?;
+    let Some(url) = queue_url(ctx, name).await? else {
+        bail!("SQS queue {name} vanished while it was being created");
+    };
+    let current = tags(ctx, name, &url).await?.unwrap_or_default();
+    if created.is_err() {
+        // Created since the plan was made: ours only if its tags say so, and then given our attributes.
+        if let Err(reason) = ctx.owns(&current) {
+            bail!("SQS queue {name} appeared while applying and is not ours: {reason}");
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        sqs.set_queue_attributes()
+            .queue_url(&url)
+            .set_attributes(Some(wanted.iter().cloned().collect()))
+            .send()
+            .await
+            .doing(format!("setting attributes of SQS queue {name}"))?;
+        return Ok(());
+    }
+    let missing = ctx.missing_tags(&current);
+    if !missing.is_empty() {
+        sqs.tag_queue()
+            .queue_url(&url)
+            .set_tags(Some(missing.into_iter().collect()))
+            .send()
+            .await
+            .doing(format!("tagging SQS queue {name}"))?;
     }
     Ok(())
 }
 
-async fn wait_listed(ctx: &Ctx<'_>, name: &str) -> Result<()> {
-    wait_for(ctx, name, true).await
+/// Waits until GetQueueUrl finds the queue (`listed`) or stops finding it: a new queue can take
+/// a moment to be found on AWS, and a deleted one a moment to go.
+async fn wait_listed(ctx: &Ctx<'_>, name: &str, listed: bool) -> Result<()> {
+    let what = format!("waiting for SQS queue {name} to {}", if listed { "appear" } else { "go" });
+    poll::until(what, LISTED_WAIT, || async { Ok(queue_url(ctx, name).await?.is_some() == listed) }).await
 }
 
-pub(crate) async fn destroy(ctx: &Ctx<'_>, spec: &SqsQueue) -> Result<Removal> {
+async fn destroy(ctx: &Ctx<'_>, spec: &SqsQueue) -> Result<Removal> {
     let name = ctx.vars.name(&spec.name);
     let sqs = &ctx.clients.sqs;
     let Some(url) = queue_url(ctx, &name).await? else {
         return Ok(Removal::Absent);
     };
-    let tags = match sqs.list_queue_tags().queue_url(&url).send().await {
-        Ok(out) => out.tags.unwrap_or_default(),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => return Ok(Removal::Absent),
-        Err(err) => return Err(err).doing(format!("reading tags of SQS queue {name}")),
+    let Some(tags) = tags(ctx, &name, &url).await? else {
+        return Ok(Removal::Absent);
     };
-    if let Err(reason) = ctx.owns(tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    if let Err(reason) = ctx.owns(&tags) {
         return Ok(Removal::LeftAlone(reason));
     }
-    match sqs.delete_queue().queue_url(&url).send().await {
-        Ok(_) => {}
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_queue_does_not_exist()) => return Ok(Removal::Absent),
-        Err(err) => return Err(err).doing(format!("deleting SQS queue {name}")),
+    if sqs.delete_queue().queue_url(&url).send().await.or_absent(format!("deleting SQS queue {name}"))?.is_none() {
+        return Ok(Removal::Absent);
     }
-    wait_for(ctx, &name, false).await?;
+    wait_listed(ctx, &name, false).await?;
     Ok(Removal::Deleted)
 }
 

@@ -141,6 +141,29 @@ pub struct EventSourceMapping {
     pub bisect_batch_on_function_error: bool,
     #[serde(default)]
     pub report_batch_item_failures: bool,
+    /// Streams only: how many batches of one shard are processed at once (1 to 10).
+    pub parallelization_factor: Option<i32>,
+    /// Streams only: records older than this are skipped (-1, or 60 to 604800).
+    pub maximum_record_age_seconds: Option<i32>,
+    /// Streams only: where a batch that used up its retries is recorded.
+    pub on_failure: Option<FailureDestination>,
+    /// Streams only: a tumbling window of this many seconds (1 to 900) whose state the function keeps.
+    pub tumbling_window_seconds: Option<i32>,
+    /// A disabled mapping exists, tagged, but Lambda does not poll it (labs' own runner may).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+/// An on-failure destination of a stream mapping: a queue or topic of the same stack.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum FailureDestination {
+    SqsQueue(String),
+    SnsTopic(String),
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -325,6 +348,12 @@ mod tests {
                 }
                 let from_stream = !matches!(mapping.source, MappingSource::SqsQueue(_));
                 assert_eq!(mapping.starting_position.is_some(), from_stream, "{name}: starting position");
+                check_stream_only_settings(mapping, from_stream).unwrap_or_else(|e| panic!("{name}: {e}"));
+                match &mapping.on_failure {
+                    Some(FailureDestination::SqsQueue(q)) => assert!(stack.sqs_queues.iter().any(|d| &d.name == q)),
+                    Some(FailureDestination::SnsTopic(t)) => assert!(stack.sns_topics.iter().any(|d| &d.name == t)),
+                    None => {}
+                }
             }
             let queue = |q: &str| stack.sqs_queues.iter().any(|d| d.name == q);
             let topic = |t: &str| stack.sns_topics.iter().any(|d| d.name == t);
@@ -339,6 +368,56 @@ mod tests {
                 assert!(subscription.filter_policy.as_ref().is_none_or(serde_json::Value::is_object));
             }
         }
+    }
+
+    /// The settings AWS takes only on stream mappings, within the ranges it accepts.
+    fn check_stream_only_settings(mapping: &EventSourceMapping, from_stream: bool) -> Result<(), String> {
+        let in_range = |value: Option<i32>, range: std::ops::RangeInclusive<i32>, what: &str| match value {
+            Some(_) if !from_stream => Err(format!("{what} applies to stream mappings only")),
+            Some(v) if !range.contains(&v) => Err(format!("{what} {v} is outside {range:?}")),
+            _ => Ok(()),
+        };
+        in_range(mapping.parallelization_factor, 1..=10, "parallelization factor")?;
+        if mapping.maximum_record_age_seconds != Some(-1) {
+            in_range(mapping.maximum_record_age_seconds, 60..=604_800, "maximum record age")?;
+        }
+        in_range(mapping.tumbling_window_seconds, 1..=900, "tumbling window")?;
+        if mapping.on_failure.is_some() && !from_stream {
+            return Err("on-failure destinations apply to stream mappings only".to_owned());
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn stream_only_settings_are_checked() {
+        let mapping: EventSourceMapping = toml::from_str(
+            r#"
+            function = "f"
+            source = { kinesis_stream = "s" }
+            starting_position = "TRIM_HORIZON"
+            batch_size = 10
+            parallelization_factor = 2
+            maximum_record_age_seconds = 3600
+            tumbling_window_seconds = 30
+            on_failure = { sqs_queue = "failures" }
+            enabled = false
+            "#,
+        )
+        .unwrap();
+        assert!(!mapping.enabled);
+        assert_eq!(mapping.on_failure, Some(FailureDestination::SqsQueue("failures".into())));
+        assert_eq!(check_stream_only_settings(&mapping, true), Ok(()));
+        assert_eq!(
+            check_stream_only_settings(&mapping, false),
+            Err("parallelization factor applies to stream mappings only".into())
+        );
+        let too_wide = EventSourceMapping { parallelization_factor: Some(11), ..mapping.clone() };
+        assert_eq!(
+            check_stream_only_settings(&too_wide, true),
+            Err("parallelization factor 11 is outside 1..=10".into())
+        );
+        let too_young = EventSourceMapping { maximum_record_age_seconds: Some(30), ..mapping };
+        assert!(check_stream_only_settings(&too_young, true).is_err());
     }
 
     #[test]

@@ -88,7 +88,11 @@ pub enum Command {
     /// Print speed figures for an example.
     Bench(BenchArgs),
     /// Check the whole pipeline: build, deploy and invoke a probe Lambda, then remove it.
-    Doctor,
+    Doctor {
+        /// Only remove a probe left behind by an interrupted run or an older labs.
+        #[arg(long)]
+        remove: bool,
+    },
     /// Manage the embedded emulator.
     #[command(subcommand)]
     Emulator(EmulatorCommand),

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use anyhow::{Result, bail};
-use labs_infra::{Action, Engine, Removal, SdkContext, stack};
+use labs_infra::{Action, Engine, SdkContext, stack};
 use serde::Serialize;
 
 use crate::cli::{
@@ -65,20 +65,14 @@ pub async fn down(global: &GlobalArgs, args: &ExampleArg, out: Output) -> Result
         target.prefix,
         target.kind.describe()
     ))?;
-    let removed = provision::destroy_stack(&target, &stack).await?;
+    let (removed, failure) = provision::destroy_stack(&target, &stack).await?;
     out.table(
         &format!("{} down (prefix {}):", stack.example, target.prefix),
         &["resource", "name", "result"],
-        removed.iter().map(|r| {
-            let result = match &r.removal {
-                Removal::Deleted => "deleted".to_owned(),
-                Removal::Absent => "already gone".to_owned(),
-                Removal::LeftAlone(reason) => format!("left alone: {reason}"),
-            };
-            vec![r.kind.to_string(), r.name.clone(), result]
-        }),
+        removed.iter().map(|r| vec![r.kind.to_string(), r.name.clone(), r.removal.to_string()]),
     );
-    out.json(&removed)
+    out.json(&removed)?;
+    failure.map_or(Ok(()), Err)
 }
 
 #[derive(Serialize)]
@@ -260,28 +254,31 @@ pub async fn consume(global: &GlobalArgs, args: &ConsumeArgs, out: Output) -> Re
 }
 
 #[derive(Serialize)]
+struct DoctorStep {
+    step: String,
+    /// `None` when it went as expected, else what happened.
+    problem: Option<String>,
+}
+
+#[derive(Serialize)]
 struct DoctorReport {
     target: crate::target::TargetKind,
     function: String,
-    reply: serde_json::Value,
+    steps: Vec<DoctorStep>,
+    /// What the function answered, when it was invoked.
+    reply: Option<serde_json::Value>,
     passed: bool,
 }
 
-/// Proves the pipeline every Lambda example relies on: cargo-lambda builds the probe, the engine
-/// deploys it like any example's function, the target runs it, and `down` removes it.
-pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
-    let target = Target::resolve(&global.target(), true).await?;
-    let stack = stack::load(PROBE_STACK)?;
-    provision::up_stack(&target, &stack, false, Output::quiet()).await?;
-    let function = target.name(PROBE);
-    let nonce = format!("{:016x}", rand::random::<u64>());
-    let payload = serde_json::json!({ "nonce": nonce });
+/// Invokes the probe and checks that it answers as built: it echoes the payload and names itself.
+async fn invoke_probe(target: &Target, function: &str, reply_seen: &mut Option<serde_json::Value>) -> Result<()> {
+    let payload = serde_json::json!({ "nonce": format!("{:016x}", rand::random::<u64>()) });
     let spinner = output::spinner(&format!("invoking {function}"));
     let invoked = target
         .clients
         .lambda
         .invoke()
-        .function_name(&function)
+        .function_name(function)
         .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
         .send()
         .await
@@ -291,29 +288,57 @@ pub async fn doctor(global: &GlobalArgs, out: Output) -> Result<()> {
     let body = invoked.payload().map(|p| p.as_ref().to_vec()).unwrap_or_default();
     let reply: serde_json::Value =
         serde_json::from_slice(&body).unwrap_or(serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()));
-    let passed = invoked.function_error().is_none()
-        && reply["echo"] == payload
-        && reply["function_name"] == function.as_str()
-        && reply["labs_example"] == PROBE_STACK;
-    provision::destroy_stack(&target, &stack).await?;
+    *reply_seen = Some(reply.clone());
+    if let Some(error) = invoked.function_error() {
+        bail!("the function failed ({error}): {reply}");
+    }
+    if reply["echo"] != payload || reply["function_name"] != function || reply["labs_example"] != PROBE_STACK {
+        bail!("it did not answer as built: {reply}");
+    }
+    Ok(())
+}
+
+/// Proves the pipeline every Lambda example relies on: cargo-lambda builds the probe, the engine
+/// deploys it like any example's function, the target runs it, and `down` removes it. Each row
+/// is what happened; the probe is removed whatever failed before. `--remove` only removes a
+/// probe left behind (by an interrupted run or an older labs).
+pub async fn doctor(global: &GlobalArgs, remove_only: bool, out: Output) -> Result<()> {
+    let target = Target::resolve(&global.target(), true).await?;
+    let stack = stack::load(PROBE_STACK)?;
+    let function = target.name(PROBE);
+    let mut steps = Vec::new();
+    let mut reply = None;
+    let mut record = |step: String, outcome: &Result<()>| {
+        steps.push(DoctorStep { step, problem: outcome.as_ref().err().map(|e| format!("{e:#}")) });
+    };
+    if !remove_only {
+        let deployed = provision::up_stack(&target, &stack, false, Output::quiet()).await;
+        record(format!("build with cargo-lambda and deploy {function}"), &deployed);
+        if deployed.is_ok() {
+            let invoked = invoke_probe(&target, &function, &mut reply).await;
+            record("invoke it and check the reply".to_owned(), &invoked);
+        }
+    }
+    let removed = match provision::destroy_stack(&target, &stack).await {
+        Ok((_, None)) => Ok(()),
+        Ok((_, Some(failure))) => Err(failure),
+        Err(err) => Err(err),
+    };
+    record(format!("remove {function}"), &removed);
+    let passed = steps.iter().all(|s| s.problem.is_none());
     out.table(
         "Pipeline check",
         &["step", "result"],
-        [
-            vec!["build with cargo-lambda".to_owned(), "ok".to_owned()],
-            vec![format!("deploy {function}"), "ok".to_owned()],
-            vec![
-                "invoke and check the reply".to_owned(),
-                if passed { "ok".to_owned() } else { format!("FAILED: {reply}") },
-            ],
-            vec!["remove it".to_owned(), "ok".to_owned()],
-        ],
+        steps
+            .iter()
+            .map(|s| vec![s.step.clone(), s.problem.as_ref().map_or("ok".to_owned(), |p| format!("FAILED: {p}"))]),
     );
-    out.json(&DoctorReport { target: target.kind.clone(), function, reply: reply.clone(), passed })?;
-    if !passed {
-        bail!("the probe function did not answer as built: {reply}");
+    let first_problem = steps.iter().find_map(|s| s.problem.as_ref().map(|p| format!("{}: {p}", s.step)));
+    out.json(&DoctorReport { target: target.kind.clone(), function, steps, reply, passed })?;
+    match first_problem {
+        Some(problem) => bail!("the pipeline check failed at {problem}"),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 pub fn build(args: &BuildArgs, out: Output) -> Result<()> {

@@ -46,7 +46,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let target = Target::resolve(&global.target(), true).await?;
             examples::bench(&target, args.example, &args.options(), out).await?;
         }
-        Command::Doctor => commands::doctor(global, out).await?,
+        Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,
         Command::Emulator(command) => commands::emulator(command, out)?,
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "labs", &mut std::io::stdout());

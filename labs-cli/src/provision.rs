@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use anyhow::Result;
-use labs_infra::{Action, Artifact, Engine, Removed, stack};
+use labs_infra::{Action, Artifact, DestroyIncomplete, Engine, Removed, stack};
 
 use crate::output::{self, Output};
 use crate::target::Target;
@@ -28,9 +28,12 @@ pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out:
         plan.changes.iter().map(|c| vec![c.kind.to_string(), c.name.clone(), c.action.to_string(), c.settings.clone()]),
     );
     if dry_run {
+        out.json(&plan)?;
+        plan.refuse_conflicts()?;
         out.say("Dry run: nothing was changed.");
-        return out.json(&plan);
+        return Ok(());
     }
+    plan.refuse_conflicts()?;
     if plan.is_noop() {
         out.say(format!("{} is up to date.", stack.example));
         return out.json(&plan);
@@ -48,14 +51,21 @@ pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out:
     out.json(&plan)
 }
 
-/// Removes what `stack` declares for the target's prefix, with a spinner while it waits.
-pub async fn destroy_stack(target: &Target, stack: &stack::Stack) -> Result<Vec<Removed>> {
+/// Removes what `stack` declares for the target's prefix, with a spinner while it waits. Every
+/// row comes back, with the error that some could not be removed (the engine goes on past one).
+pub async fn destroy_stack(target: &Target, stack: &stack::Stack) -> Result<(Vec<Removed>, Option<anyhow::Error>)> {
     let engine = Engine::connect(&target.clients, &target.prefix).await?;
     let spinner = output::spinner("removing");
     let progress = |message: &str| spinner.set_message(message.to_owned());
     let removed = engine.destroy(stack, &progress).await;
     spinner.finish_and_clear();
-    removed
+    match removed {
+        Ok(rows) => Ok((rows, None)),
+        Err(err) => match err.downcast::<DestroyIncomplete>() {
+            Ok(incomplete) => Ok((incomplete.removed.clone(), Some(incomplete.into()))),
+            Err(other) => Err(other),
+        },
+    }
 }
 
 /// Removes only the event source mappings `stack` declares, leaving its functions and sources
