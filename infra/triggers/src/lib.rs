@@ -11,10 +11,12 @@
 //! - [`Outcome`] (`outcome.rs`): how an invocation ended; [`response`] reads the function's answer.
 //! - [`FailureRecord`] (`failure.rs`): the on-failure destination message, in AWS's shape.
 //! - [`event`]: the invocation event JSON; [`iterator_start`]: where a shard starts.
+//! - [`runner`]: the I/O loop for Kinesis streams ([`runner::Runner`]), checkpoints in a
+//!   DynamoDB table ([`runner::CheckpointTable`]), failure records to SQS or SNS.
 //!
 //! # How a runner drives it
 //!
-//! The I/O loop (not in this crate yet) owns the SDK clients and, per shard:
+//! The I/O loop ([`runner`], `runner/shard_loop.rs`) owns the SDK clients and, per shard:
 //!
 //! 1. reads the shard's checkpoint from the checkpoint table and asks [`iterator_start`] for the
 //!    `GetShardIterator` request; shards are started parents first
@@ -92,6 +94,7 @@ mod outcome;
 mod position;
 mod record;
 pub mod response;
+pub mod runner;
 mod settings;
 mod shard;
 mod timefmt;
