@@ -164,14 +164,19 @@ impl Lab {
 
     /// Puts records one by one (so their order is the shard's) and returns their sequence numbers.
     async fn put(&self, data: &[&str]) -> Vec<String> {
+        let keys: Vec<String> = (0..data.len()).map(|i| format!("key-{i}")).collect();
+        self.put_with_keys(data, &keys).await
+    }
+
+    async fn put_with_keys(&self, data: &[&str], keys: &[String]) -> Vec<String> {
         let mut sequence_numbers = Vec::new();
-        for (i, text) in data.iter().enumerate() {
+        for (text, key) in data.iter().zip(keys) {
             let out = self
                 .clients
                 .kinesis
                 .put_record()
                 .stream_name(&self.stream_name)
-                .partition_key(format!("key-{i}"))
+                .partition_key(key)
                 .data(aws_sdk_kinesis::primitives::Blob::new(text.as_bytes()))
                 .send()
                 .await
@@ -183,15 +188,34 @@ impl Lab {
 
     /// Sequence number to delivery count, from the probe's table.
     async fn deliveries(&self) -> HashMap<String, u32> {
-        let scan = self.clients.dynamodb.scan().table_name(&self.deliveries_table).send().await.unwrap();
-        scan.items()
-            .iter()
-            .map(|item| {
+        self.delivery_items().await.into_iter().map(|(sequence_number, (count, _))| (sequence_number, count)).collect()
+    }
+
+    /// Sequence number to (delivery count, epoch ns of the first delivery).
+    async fn delivery_items(&self) -> HashMap<String, (u32, u128)> {
+        let mut items = HashMap::new();
+        let mut start = None;
+        loop {
+            let scan = self
+                .clients
+                .dynamodb
+                .scan()
+                .table_name(&self.deliveries_table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            for item in scan.items() {
                 let sequence_number = item["sequence_number"].as_s().unwrap().clone();
                 let count = item["deliveries"].as_n().unwrap().parse().unwrap();
-                (sequence_number, count)
-            })
-            .collect()
+                let first_at = item["first_at"].as_n().unwrap().parse().unwrap();
+                items.insert(sequence_number, (count, first_at));
+            }
+            start = scan.last_evaluated_key;
+            if start.is_none() {
+                return items;
+            }
+        }
     }
 
     async fn checkpoint(&self) -> Option<String> {
@@ -327,5 +351,100 @@ async fn a_restarted_runner_resumes_from_its_checkpoint_and_skips_nothing() {
     let deliveries = lab.deliveries().await;
     for sequence_number in first.iter().chain(&second) {
         assert_eq!(deliveries.get(sequence_number), Some(&1), "{sequence_number}: delivered once, not skipped");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs an emulator (AWS_ENDPOINT_URL) and the trigger-probe zip"]
+async fn a_runner_killed_mid_stream_redelivers_but_never_skips() {
+    let lab = lab("kill").await;
+    let settings = MappingSettings::new(StartingPosition::TrimHorizon).with_batch_size(3).unwrap();
+    let data: Vec<String> = (0..60).map(|i| format!("k{i}")).collect();
+    let written = lab.put(&data.iter().map(String::as_str).collect::<Vec<_>>()).await;
+
+    // Stop as soon as some progress is stored, with batches certainly still to go.
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings.clone()));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+    let started = Instant::now();
+    while lab.checkpoint().await.is_none() {
+        assert!(started.elapsed() < WAIT, "no checkpoint");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    let stopped_at = lab.checkpoint().await.unwrap();
+    assert_ne!(stopped_at, written[59], "stopped mid-stream");
+
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+    lab.wait_for_checkpoint(&written[59]).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let deliveries = lab.deliveries().await;
+    for (i, sequence_number) in written.iter().enumerate() {
+        assert!(deliveries.get(sequence_number).is_some_and(|n| *n >= 1), "k{i} was skipped");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs an emulator (AWS_ENDPOINT_URL) and the trigger-probe zip; waits 61 s"]
+async fn records_older_than_the_maximum_age_go_to_the_queue_and_fresh_ones_to_the_function() {
+    let lab = lab("age").await;
+    let settings = MappingSettings::new(StartingPosition::TrimHorizon)
+        .with_maximum_record_age(60)
+        .unwrap()
+        .with_maximum_retry_attempts(0)
+        .unwrap()
+        .with_on_failure_destination(&lab.queue_arn)
+        .unwrap();
+    let old = lab.put(&["old"]).await;
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    let fresh = lab.put(&["f0", "f1", "f2"]).await;
+
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+    lab.wait_for_checkpoint(&fresh[2]).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let deliveries = lab.deliveries().await;
+    assert!(!deliveries.contains_key(&old[0]), "the expired record never reaches the function");
+    assert!(fresh.iter().all(|s| deliveries.get(s) == Some(&1)));
+    let failures = lab.failure_records().await;
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    assert_eq!(failures[0]["requestContext"]["condition"], "RecordAgeExceeded");
+    assert!(failures[0].get("responseContext").is_none());
+    assert_eq!(failures[0]["KinesisBatchInfo"]["startSequenceNumber"], old[0]);
+    assert_eq!(failures[0]["KinesisBatchInfo"]["batchSize"], 1);
+}
+
+#[tokio::test]
+#[ignore = "needs an emulator (AWS_ENDPOINT_URL) and the trigger-probe zip"]
+async fn parallelization_factor_four_keeps_per_key_order() {
+    let lab = lab("parallel").await;
+    let settings = MappingSettings::new(StartingPosition::TrimHorizon)
+        .with_batch_size(4)
+        .unwrap()
+        .with_parallelization_factor(4)
+        .unwrap();
+    let keys: Vec<String> = (0..80).map(|i| format!("user-{}", i % 8)).collect();
+    let data: Vec<String> = (0..80).map(|i| format!("p{i}")).collect();
+    let written = lab.put_with_keys(&data.iter().map(String::as_str).collect::<Vec<_>>(), &keys).await;
+
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+    lab.wait_for_checkpoint(&written[79]).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let items = lab.delivery_items().await;
+    for key in 0..8 {
+        let firsts: Vec<u128> = (key..80).step_by(8).map(|i| items[&written[i]].1).collect();
+        assert!(firsts.windows(2).all(|w| w[0] < w[1]), "user-{key} out of order: {firsts:?}");
     }
 }

@@ -5,7 +5,8 @@
 //! - data containing `partial` is reported in `batchItemFailures`;
 //! - anything else succeeds.
 //!
-//! Environment of the deployed function: `DELIVERIES_TABLE` (hash key `sequence_number`, S).
+//! Environment of the deployed function: `DELIVERIES_TABLE` (hash key `sequence_number`, S); each
+//! item counts `deliveries` and keeps `first_at` (epoch ns of the first delivery).
 
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::KinesisEventResponse;
@@ -57,14 +58,20 @@ impl Deliveries for DynamoDeliveries {
             .update_item()
             .table_name(&self.table)
             .key("sequence_number", AttributeValue::S(sequence_number.to_owned()))
-            .update_expression("ADD deliveries :one SET #data = :data")
+            .update_expression("ADD deliveries :one SET #data = :data, first_at = if_not_exists(first_at, :now)")
             .expression_attribute_names("#data", "data")
             .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
             .expression_attribute_values(":data", AttributeValue::S(data.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(nanos_now().to_string()))
             .send()
             .await?;
         Ok(())
     }
+}
+
+/// Wall-clock nanoseconds: orders first deliveries across the function's processes on one host.
+fn nanos_now() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
 }
 
 #[cfg(test)]
