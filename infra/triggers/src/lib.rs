@@ -71,6 +71,9 @@
 //! - **Parent shards before children** (section 9 item 10): yes, as the Kinesis Client Library
 //!   does; a child that opened after the mapping started is read from its start even under
 //!   `LATEST`.
+//! - **`LATEST` across restarts**: the instant of the first read is stored; a restart before the
+//!   first checkpoint reads `AT_TIMESTAMP` from it, so records written while the runner was
+//!   down are not skipped.
 //! - **Response shapes** (section 9 item 12): an object without `batchItemFailures` is success;
 //!   a `batchItemFailures` that is not a list, or a payload that is not JSON, fails the batch.
 //! - **A string identifier naming no record of the batch** (R5): fails the whole batch.
@@ -101,7 +104,7 @@ mod timefmt;
 
 pub use failure::{BatchInfo, BatchRange, Condition, FailureRecord, RequestContext, ResponseContext};
 pub use outcome::{FunctionErrorKind, InvokeFailure, ItemFailures, ItemIdentifier, Outcome};
-pub use position::{IteratorStart, iterator_start};
+pub use position::{IteratorStart, ShardHistory, iterator_start};
 pub use record::{Millis, Record, RecordMeta, ShardContext, SourceKind};
 pub use settings::{MappingSettings, Pacing, RecordAgeLimit, RetryLimit, SettingsError, StartingPosition};
 pub use shard::{CompletionError, Discard, Invocation, InvocationId, ShardMachine, ShardStatus, Step};

@@ -7,8 +7,8 @@ mod support;
 use std::collections::{BTreeMap, HashSet};
 
 use labs_triggers::{
-    FunctionErrorKind, InvokeFailure, ItemFailures, IteratorStart, MappingSettings, Outcome, RecordMeta, ShardMachine,
-    StartingPosition, Step, iterator_start, response,
+    FunctionErrorKind, InvokeFailure, ItemFailures, IteratorStart, MappingSettings, Outcome, RecordMeta, ShardHistory,
+    ShardMachine, StartingPosition, Step, iterator_start, response,
 };
 use serde_json::{Value, json};
 use support::{Harness, T0, records, seq, seqs};
@@ -57,7 +57,7 @@ fn rule_02_settings_outside_aws_ranges_are_rejected() {
 
 #[test]
 fn rule_03_trim_horizon_delivers_existing_records_in_order() {
-    assert_eq!(iterator_start(&settings(), None, false), IteratorStart::TrimHorizon);
+    assert_eq!(iterator_start(&settings(), &ShardHistory::default()), IteratorStart::TrimHorizon);
     let mut harness = Harness::new(settings().with_batch_size(3).unwrap());
     let all = records(10, T0 - 5_000, 1);
     harness.machine.offer(all.clone());
@@ -69,17 +69,22 @@ fn rule_03_trim_horizon_delivers_existing_records_in_order() {
 #[test]
 fn rule_03_latest_starts_after_the_newest_record_and_a_checkpoint_wins() {
     let latest = MappingSettings::new(StartingPosition::Latest);
-    assert_eq!(iterator_start(&latest, None, false), IteratorStart::Latest);
-    assert_eq!(iterator_start(&latest, Some("1007"), false), IteratorStart::AfterSequenceNumber("1007".into()));
+    let fresh = ShardHistory::default();
+    assert_eq!(iterator_start(&latest, &fresh), IteratorStart::Latest);
+    let checkpointed = ShardHistory { checkpoint: Some("1007".into()), latest_since: Some(T0), ..fresh.clone() };
+    assert_eq!(iterator_start(&latest, &checkpointed), IteratorStart::AfterSequenceNumber("1007".into()));
     assert_eq!(
-        iterator_start(&settings(), Some("1007"), false),
+        iterator_start(&settings(), &checkpointed),
         IteratorStart::AfterSequenceNumber("1007".into()),
         "re-enabling resumes from the checkpoint, not from StartingPosition (P6)"
     );
+    let child = ShardHistory { opened_after_start: true, ..fresh.clone() };
+    assert_eq!(iterator_start(&latest, &child), IteratorStart::TrimHorizon, "a child is read from its start");
+    let restarted = ShardHistory { latest_since: Some(T0), ..fresh };
     assert_eq!(
-        iterator_start(&latest, None, true),
-        IteratorStart::TrimHorizon,
-        "a child shard opened after the mapping started is read from its start"
+        iterator_start(&latest, &restarted),
+        IteratorStart::AtTimestamp(T0),
+        "a restart before the first checkpoint skips nothing written since the first read"
     );
 }
 

@@ -448,3 +448,37 @@ async fn parallelization_factor_four_keeps_per_key_order() {
         assert!(firsts.windows(2).all(|w| w[0] < w[1]), "user-{key} out of order: {firsts:?}");
     }
 }
+
+#[tokio::test]
+#[ignore = "needs an emulator (AWS_ENDPOINT_URL) and the trigger-probe zip"]
+async fn latest_skips_what_came_before_but_not_what_came_while_the_runner_was_down() {
+    let lab = lab("latest").await;
+    let settings = MappingSettings::new(StartingPosition::Latest);
+    let before = lab.put(&["before"]).await;
+
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings.clone()));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+    let table = CheckpointTable::new(lab.clients.dynamodb.clone(), &lab.checkpoints_table);
+    let mapping_id = format!("{}-mapping", lab.prefix);
+    let started = Instant::now();
+    while table.load(&mapping_id, &lab.shard_id).await.unwrap().latest_since.is_none() {
+        assert!(started.elapsed() < WAIT, "the first read from LATEST was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(lab.checkpoint().await, None, "stopped before any record");
+
+    let during = lab.put(&["while down"]).await;
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+    lab.wait_for_checkpoint(&during[0]).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let deliveries = lab.deliveries().await;
+    assert!(!deliveries.contains_key(&before[0]), "written before the mapping started");
+    assert_eq!(deliveries.get(&during[0]), Some(&1));
+}

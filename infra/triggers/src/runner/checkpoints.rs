@@ -1,7 +1,8 @@
 //! Checkpoints in a DynamoDB table, as the Kinesis Client Library keeps leases: one item per
 //! mapping and shard. Schema: `mapping_id` (HASH, S), `shard_id` (RANGE, S); attributes
 //! `checkpoint` (S, the last finished sequence number), `finished` (BOOL, the shard is closed and
-//! drained) and `updated_at` (N, epoch ms).
+//! drained), `latest_since` (N, epoch ms of the first read from `LATEST`) and `updated_at` (N,
+//! epoch ms).
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
@@ -12,6 +13,7 @@ use crate::record::Millis;
 pub struct ShardProgress {
     pub checkpoint: Option<String>,
     pub finished: bool,
+    pub latest_since: Option<Millis>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +42,7 @@ impl CheckpointTable {
         Ok(ShardProgress {
             checkpoint: item.get("checkpoint").and_then(|v| v.as_s().ok()).cloned(),
             finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+            latest_since: item.get("latest_since").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()),
         })
     }
 
@@ -60,6 +63,9 @@ impl CheckpointTable {
             .item("updated_at", AttributeValue::N(now.to_string()));
         if let Some(checkpoint) = &progress.checkpoint {
             put = put.item("checkpoint", AttributeValue::S(checkpoint.clone()));
+        }
+        if let Some(since) = progress.latest_since {
+            put = put.item("latest_since", AttributeValue::N(since.to_string()));
         }
         put.send()
             .await

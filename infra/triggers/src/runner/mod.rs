@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 pub use checkpoints::{CheckpointTable, ShardProgress};
 pub use destination::Destinations;
 
+use crate::position::ShardHistory;
 use crate::record::Millis;
 use crate::settings::{MappingSettings, Pacing};
 use checkpoints::error_text;
@@ -96,8 +97,11 @@ impl Runner {
                     mapping: Arc::clone(&mapping),
                     stream_name: stream_name.clone(),
                     shard_id: shard.shard_id.clone(),
-                    checkpoint: progress.checkpoint,
-                    opened_after_start: !parents.is_empty(),
+                    history: ShardHistory {
+                        checkpoint: progress.checkpoint,
+                        latest_since: progress.latest_since,
+                        opened_after_start: !parents.is_empty(),
+                    },
                 };
                 let stop = stop.clone();
                 let shard_id = shard.shard_id.clone();

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 
 use crate::event::{EventSource, KinesisInput, kinesis_event};
 use crate::outcome::Outcome;
-use crate::position::{IteratorStart, iterator_start};
+use crate::position::{IteratorStart, ShardHistory, iterator_start};
 use crate::record::{Millis, ShardContext, SourceKind};
 use crate::runner::checkpoints::{ShardProgress, error_text};
 use crate::runner::{KinesisMapping, RunnerClients, invoke, now_millis};
@@ -25,8 +25,7 @@ pub(crate) struct ShardLoop {
     pub mapping: Arc<KinesisMapping>,
     pub stream_name: String,
     pub shard_id: String,
-    pub checkpoint: Option<String>,
-    pub opened_after_start: bool,
+    pub history: ShardHistory,
 }
 
 impl ShardLoop {
@@ -45,16 +44,22 @@ impl ShardLoop {
             region: self.mapping.region.clone(),
             execution_role_arn: self.mapping.execution_role_arn.clone(),
         };
+        let checkpoint = self.history.checkpoint.clone();
         let mut machine: ShardMachine<KinesisInput> =
-            ShardMachine::new(settings.clone(), self.mapping.pacing, context, self.checkpoint.clone(), now_millis());
+            ShardMachine::new(settings.clone(), self.mapping.pacing, context, checkpoint.clone(), now_millis());
         let buffer_bound =
             settings.batch_size as usize * settings.parallelization_factor as usize * BUFFERED_BATCHES_PER_LANE;
-        let start = iterator_start(settings, self.checkpoint.as_deref(), self.opened_after_start);
+        let start = iterator_start(settings, &self.history);
+        let mut progress = ShardProgress { checkpoint, finished: false, latest_since: self.history.latest_since };
+        if start == IteratorStart::Latest {
+            // Remember when reading began, so a restart before the first checkpoint skips nothing.
+            progress.latest_since = Some(now_millis());
+            self.save(&progress).await?;
+        }
         let mut iterator = Some(self.shard_iterator(&start).await?);
-        let mut last_read: Option<String> = self.checkpoint.clone();
+        let mut last_read: Option<String> = progress.checkpoint.clone();
         let mut next_read: Millis = 0;
         let mut in_flight: JoinSet<(InvocationId, Outcome, Option<String>)> = JoinSet::new();
-        let mut checkpoint = self.checkpoint.clone();
 
         loop {
             let now = now_millis();
@@ -118,8 +123,8 @@ impl ShardLoop {
                         }
                     }
                     Step::Checkpoint(sequence_number) => {
-                        checkpoint = Some(sequence_number);
-                        self.save(&checkpoint, false).await?;
+                        progress.checkpoint = Some(sequence_number);
+                        self.save(&progress).await?;
                     }
                     Step::WaitUntil(at) => {
                         wake = Some(at);
@@ -129,7 +134,8 @@ impl ShardLoop {
                 }
             }
             if machine.is_drained() && in_flight.is_empty() {
-                self.save(&checkpoint, true).await?;
+                progress.finished = true;
+                self.save(&progress).await?;
                 return Ok(());
             }
 
@@ -169,6 +175,9 @@ impl ShardLoop {
                 .starting_sequence_number(sequence_number),
             IteratorStart::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
             IteratorStart::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+            IteratorStart::AtTimestamp(millis) => request
+                .shard_iterator_type(ShardIteratorType::AtTimestamp)
+                .timestamp(aws_smithy_types::DateTime::from_millis(*millis)),
         };
         request
             .send()
@@ -178,9 +187,8 @@ impl ShardLoop {
             .ok_or_else(|| format!("GetShardIterator for {} returned no iterator", self.shard_id))
     }
 
-    async fn save(&self, checkpoint: &Option<String>, finished: bool) -> Result<(), String> {
-        let progress = ShardProgress { checkpoint: checkpoint.clone(), finished };
-        self.clients.checkpoints.save(&self.mapping.id, &self.shard_id, &progress, now_millis()).await
+    async fn save(&self, progress: &ShardProgress) -> Result<(), String> {
+        self.clients.checkpoints.save(&self.mapping.id, &self.shard_id, progress, now_millis()).await
     }
 }
 
