@@ -319,6 +319,24 @@ async fn poison_is_isolated_by_bisect_and_partial_failures_go_to_the_queue() {
     lab.wait_for_checkpoint(&later[0]).await;
     assert_eq!(lab.deliveries().await.get(&later[0]), Some(&1));
 
+    // What `labs status` will show, written beside the checkpoint.
+    let table = CheckpointTable::new(lab.clients.dynamodb.clone(), &lab.checkpoints_table);
+    let started = Instant::now();
+    loop {
+        let report = table.load_report(&format!("{}-mapping", lab.prefix), &lab.shard_id).await.unwrap();
+        if let Some(report) = &report
+            && report.last_result == "OK"
+            && report.pending_records == 0
+        {
+            assert_eq!(report.discarded_batches, 2);
+            assert_eq!(report.retries_in_progress, 0);
+            assert_eq!(report.millis_behind_latest, Some(0));
+            break;
+        }
+        assert!(started.elapsed() < WAIT, "status never settled: {report:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
     stop.send(true).unwrap();
     running.await.unwrap().unwrap();
 }

@@ -16,7 +16,7 @@ use labs_core::lineage;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use checkpoints::{CheckpointTable, ShardProgress};
+pub use checkpoints::{CheckpointTable, ShardProgress, ShardReport};
 pub use destination::Destinations;
 
 use crate::position::ShardHistory;

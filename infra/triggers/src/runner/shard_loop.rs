@@ -11,7 +11,7 @@ use crate::event::{EventSource, KinesisInput, kinesis_event};
 use crate::outcome::Outcome;
 use crate::position::{IteratorStart, ShardHistory, iterator_start};
 use crate::record::{Millis, ShardContext, SourceKind};
-use crate::runner::checkpoints::{ShardProgress, error_text};
+use crate::runner::checkpoints::{ShardProgress, ShardReport, error_text};
 use crate::runner::{KinesisMapping, RunnerClients, invoke, now_millis};
 use crate::shard::{InvocationId, ShardMachine, Step};
 
@@ -19,6 +19,8 @@ use crate::shard::{InvocationId, ShardMachine, Step};
 const CAUGHT_UP_POLL_MILLIS: Millis = 1_000;
 /// Stop reading while this many batches per lane wait: the function sets the pace.
 const BUFFERED_BATCHES_PER_LANE: usize = 4;
+/// How often a shard's status is written for `labs status`, at most.
+const REPORT_EVERY_MILLIS: Millis = 2_000;
 
 pub(crate) struct ShardLoop {
     pub clients: RunnerClients,
@@ -60,6 +62,9 @@ impl ShardLoop {
         let mut last_read: Option<String> = progress.checkpoint.clone();
         let mut next_read: Millis = 0;
         let mut in_flight: JoinSet<(InvocationId, Outcome, Option<String>)> = JoinSet::new();
+        let mut millis_behind_latest: Option<i64> = None;
+        let mut last_result = "No records processed";
+        let mut reported: Option<(Millis, ShardReport)> = None;
 
         loop {
             let now = now_millis();
@@ -73,7 +78,8 @@ impl ShardLoop {
                         if let Some(last) = records.last() {
                             last_read = Some(last.sequence_number.clone());
                         }
-                        let caught_up = records.is_empty() || page.millis_behind_latest() == Some(0);
+                        millis_behind_latest = page.millis_behind_latest();
+                        let caught_up = records.is_empty() || millis_behind_latest == Some(0);
                         machine.offer(records);
                         iterator = page.next_shard_iterator().map(str::to_owned);
                         if iterator.is_none() {
@@ -133,6 +139,26 @@ impl ShardLoop {
                     Step::Idle => break,
                 }
             }
+            let status = machine.status();
+            let report = ShardReport {
+                millis_behind_latest,
+                retries_in_progress: status.retries_in_progress,
+                pending_records: status.pending_records,
+                in_flight: status.in_flight,
+                discarded_batches: status.discarded_batches,
+                last_result: last_result.to_owned(),
+            };
+            let due =
+                reported.as_ref().is_none_or(|(at, last)| *last != report && now_millis() >= at + REPORT_EVERY_MILLIS);
+            if due {
+                // Status is best effort: a failed write must not stop the shard.
+                if let Err(error) =
+                    self.clients.checkpoints.report(&self.mapping.id, &self.shard_id, &report, now_millis()).await
+                {
+                    tracing::warn!(shard_id = self.shard_id, "{error}");
+                }
+                reported = Some((now_millis(), report));
+            }
             if machine.is_drained() && in_flight.is_empty() {
                 progress.finished = true;
                 self.save(&progress).await?;
@@ -155,6 +181,14 @@ impl ShardLoop {
                     if let Some(version) = version {
                         machine.set_executed_version(&version);
                     }
+                    last_result = match &outcome {
+                        Outcome::Returned { reported } if reported.is_empty() || !settings.report_batch_item_failures => {
+                            "OK"
+                        }
+                        Outcome::Returned { .. } => "PROBLEM: Batch item failures reported",
+                        Outcome::FunctionError(_) => "PROBLEM: Function call failed",
+                        Outcome::NotInvoked(_) => "PROBLEM: Invoke failed before the function ran",
+                    };
                     machine.complete(id, outcome, now_millis()).map_err(|e| e.to_string())?;
                 }
                 _ = tokio::time::sleep(sleep) => {}
