@@ -13,14 +13,17 @@ use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::client::Waiters as _;
-use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
+};
 use aws_sdk_kinesis::client::Waiters as _;
 use aws_sdk_lambda::client::Waiters as _;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
 use aws_sdk_sqs::types::QueueAttributeName;
 use labs_infra::Clients;
-use labs_triggers::runner::{CheckpointTable, Destinations, KinesisMapping, Runner, RunnerClients, stop_signal};
+use labs_triggers::runner::{CheckpointTable, Destinations, Runner, RunnerClients, StreamMapping, stop_signal};
 use labs_triggers::{MappingSettings, Pacing, StartingPosition};
 use serde_json::Value;
 
@@ -143,16 +146,22 @@ impl Lab {
     fn runner(&self) -> Runner {
         Runner::new(RunnerClients {
             kinesis: self.clients.kinesis.clone(),
+            // labs_infra::Clients has no DynamoDB Streams client yet; built from its config.
+            dynamodb_streams: aws_sdk_dynamodbstreams::Client::new(&self.clients.config),
             lambda: self.clients.lambda.clone(),
             destinations: Destinations { sqs: self.clients.sqs.clone(), sns: self.clients.sns.clone() },
             checkpoints: CheckpointTable::new(self.clients.dynamodb.clone(), &self.checkpoints_table),
         })
     }
 
-    fn mapping(&self, settings: MappingSettings) -> KinesisMapping {
-        KinesisMapping {
+    fn mapping(&self, settings: MappingSettings) -> StreamMapping {
+        self.mapping_of(&self.stream_arn, settings)
+    }
+
+    fn mapping_of(&self, stream_arn: &str, settings: MappingSettings) -> StreamMapping {
+        StreamMapping {
             id: format!("{}-mapping", self.prefix),
-            stream_arn: self.stream_arn.clone(),
+            stream_arn: stream_arn.to_owned(),
             function_arn: self.function_arn.clone(),
             execution_role_arn: self.role_arn.clone(),
             region: "us-east-1".to_owned(),
@@ -499,4 +508,98 @@ async fn latest_skips_what_came_before_but_not_what_came_while_the_runner_was_do
     let deliveries = lab.deliveries().await;
     assert!(!deliveries.contains_key(&before[0]), "written before the mapping started");
     assert_eq!(deliveries.get(&during[0]), Some(&1));
+}
+
+#[tokio::test]
+#[ignore = "needs an emulator (AWS_ENDPOINT_URL) and the trigger-probe zip"]
+async fn a_table_stream_poison_item_is_isolated_and_reported_as_ddb_stream_batch_info() {
+    let lab = lab("table").await;
+    let table = format!("{}-items", lab.prefix);
+    let created = lab
+        .clients
+        .dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stream_arn = created.table_description().unwrap().latest_stream_arn().unwrap().to_owned();
+    lab.clients.dynamodb.wait_until_table_exists().table_name(&table).wait(WAIT).await.unwrap();
+    for (i, note) in ["fine", "fine", "poison", "fine", "fine", "fine"].iter().enumerate() {
+        lab.clients
+            .dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("id", AttributeValue::S(format!("item-{i}")))
+            .item("note", AttributeValue::S((*note).to_owned()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let settings = MappingSettings::new(StartingPosition::TrimHorizon)
+        .with_bisect(true)
+        .with_maximum_retry_attempts(0)
+        .unwrap()
+        .with_on_failure_destination(&lab.queue_arn)
+        .unwrap();
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping_of(&stream_arn, settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+
+    let started = Instant::now();
+    let failures = loop {
+        let failures = lab.failure_records().await;
+        if !failures.is_empty() {
+            break failures;
+        }
+        assert!(started.elapsed() < WAIT, "no failure record");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    // Every change reached the function; the checkpoint passes the last one.
+    let deliveries = lab.delivery_items().await;
+    assert_eq!(deliveries.len(), 6, "{deliveries:?}");
+    let last = deliveries.keys().max_by(|a, b| labs_core::sequence::compare(a, b)).unwrap().clone();
+    let checkpoints = CheckpointTable::new(lab.clients.dynamodb.clone(), &lab.checkpoints_table);
+    let shard_id = failures[0]["DDBStreamBatchInfo"]["shardId"].as_str().unwrap().to_owned();
+    let mapping_id = format!("{}-mapping", lab.prefix);
+    while checkpoints.load(&mapping_id, &shard_id).await.unwrap().checkpoint.as_deref() != Some(last.as_str()) {
+        assert!(started.elapsed() < WAIT, "checkpoint never reached {last}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    let record = &failures[0];
+    assert!(record.get("KinesisBatchInfo").is_none());
+    let info = &record["DDBStreamBatchInfo"];
+    assert_eq!(info["batchSize"], 1);
+    assert_eq!(info["streamArn"], stream_arn);
+    assert_eq!(record["responseContext"]["functionError"], "Unhandled");
+    let arrival = info["approximateArrivalOfFirstRecord"].as_str().unwrap();
+    assert!(arrival.ends_with('Z') && !arrival.contains('.'), "whole seconds: {arrival}");
+    let poison = deliveries.iter().find(|(sequence_number, _)| **sequence_number == info["startSequenceNumber"]);
+    let (poison_sequence, _) = poison.expect("the failure record names a delivered record");
+    let data = lab
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&lab.deliveries_table)
+        .key("sequence_number", AttributeValue::S(poison_sequence.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(data.item().unwrap()["data"].as_s().unwrap().contains("poison"));
 }

@@ -1,17 +1,20 @@
-//! The trigger runner's test function. For every Kinesis record it is sent it first notes the
-//! delivery (sequence number, how many times), then:
+//! The trigger runner's test function. For every Kinesis or DynamoDB Streams record it is sent
+//! it first notes the delivery (sequence number, how many times), then:
 //!
-//! - data containing `poison` fails the whole invocation (a function error);
-//! - data containing `partial` is reported in `batchItemFailures`;
+//! - data (Kinesis) or a new image (DynamoDB) containing `poison` fails the whole invocation (a
+//!   function error);
+//! - one containing `partial` is reported in `batchItemFailures`;
 //! - anything else succeeds.
 //!
 //! Environment of the deployed function: `DELIVERIES_TABLE` (hash key `sequence_number`, S); each
 //! item counts `deliveries` and keeps `first_at` (epoch ns of the first delivery).
 
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
 use aws_lambda_events::event::kinesis::KinesisEvent;
-use aws_lambda_events::event::streams::KinesisEventResponse;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse};
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::Error;
+use serde_json::Value;
 
 /// Environment variable naming the deliveries table.
 pub const DELIVERIES_TABLE_ENV: &str = "DELIVERIES_TABLE";
@@ -25,7 +28,44 @@ pub trait Deliveries {
     fn note(&self, sequence_number: &str, data: &str) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// Handles one batch: notes every record, then fails, reports or succeeds as its data says.
+/// Handles an event from either source, told apart by the records' `eventSource`.
+pub async fn handle<D: Deliveries>(deliveries: &D, payload: Value) -> Result<Value, Error> {
+    let source = payload.pointer("/Records/0/eventSource").and_then(Value::as_str).unwrap_or("aws:kinesis");
+    if source == "aws:dynamodb" {
+        let event: DynamoDbEvent = serde_json::from_value(payload)?;
+        Ok(serde_json::to_value(handle_changes(deliveries, &event).await?)?)
+    } else {
+        let event: KinesisEvent = serde_json::from_value(payload)?;
+        Ok(serde_json::to_value(handle_batch(deliveries, &event).await?)?)
+    }
+}
+
+/// Handles a DynamoDB Streams batch, reading each record's new image as its data.
+pub async fn handle_changes<D: Deliveries>(
+    deliveries: &D,
+    event: &DynamoDbEvent,
+) -> Result<DynamoDbEventResponse, Error> {
+    let mut response = DynamoDbEventResponse::default();
+    let mut poison = None;
+    for record in &event.records {
+        let sequence_number = record.change.sequence_number.clone().unwrap_or_default();
+        let data = serde_json::to_string(&record.change.new_image)?;
+        deliveries.note(&sequence_number, &data).await?;
+        if data.contains(POISON_MARKER) {
+            poison.get_or_insert_with(|| sequence_number.clone());
+        } else if data.contains(PARTIAL_MARKER) {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence_number);
+            response.batch_item_failures.push(failure);
+        }
+    }
+    match poison {
+        Some(sequence_number) => Err(format!("poison record {sequence_number}").into()),
+        None => Ok(response),
+    }
+}
+
+/// Handles one Kinesis batch: notes every record, then fails, reports or succeeds as its data says.
 pub async fn handle_batch<D: Deliveries>(deliveries: &D, event: &KinesisEvent) -> Result<KinesisEventResponse, Error> {
     let mut response = KinesisEventResponse::default();
     let mut poison = None;
@@ -115,6 +155,24 @@ mod tests {
         let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
         assert_eq!(failed, vec![Some("2".to_owned())]);
         assert_eq!(*noted.0.lock().unwrap(), ["1", "2", "3"]);
+    }
+
+    #[tokio::test]
+    async fn handles_dynamodb_changes_by_their_new_image() {
+        let noted = Noted::default();
+        let change = |seq: &str, note: &str| {
+            serde_json::json!({
+                "eventID": "e", "eventName": "INSERT", "awsRegion": "us-east-1", "eventSource": "aws:dynamodb",
+                "dynamodb": { "SequenceNumber": seq, "SizeBytes": 10, "ApproximateCreationDateTime": 1428537600.0,
+                    "Keys": { "id": { "S": seq } }, "NewImage": { "id": { "S": seq }, "note": { "S": note } } }
+            })
+        };
+        let event = serde_json::json!({ "Records": [change("100", "fine"), change("200", "partial")] });
+        let response = handle(&noted, event).await.unwrap();
+        assert_eq!(response, serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "200" }] }));
+        let poisoned = serde_json::json!({ "Records": [change("300", "poison")] });
+        assert!(handle(&noted, poisoned).await.is_err());
+        assert_eq!(*noted.0.lock().unwrap(), ["100", "200", "300"]);
     }
 
     #[tokio::test]

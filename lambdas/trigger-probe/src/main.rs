@@ -1,6 +1,6 @@
 use aws_config::BehaviorVersion;
 use lambda_runtime::{Error, LambdaEvent, run, service_fn};
-use trigger_probe::{DELIVERIES_TABLE_ENV, DynamoDeliveries, handle_batch};
+use trigger_probe::{DELIVERIES_TABLE_ENV, DynamoDeliveries, handle};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -10,5 +10,6 @@ async fn main() -> Result<(), Error> {
     let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
     let deliveries = DynamoDeliveries { client: aws_sdk_dynamodb::Client::new(&config), table };
     let deliveries = &deliveries;
-    run(service_fn(move |event: LambdaEvent<_>| async move { handle_batch(deliveries, &event.payload).await })).await
+    run(service_fn(move |event: LambdaEvent<serde_json::Value>| async move { handle(deliveries, event.payload).await }))
+        .await
 }

@@ -1,12 +1,12 @@
-//! The I/O loop around the decisions, for Kinesis streams: reads shards (parents before
-//! children), invokes the function, stores checkpoints and sends failure records, until told to
-//! stop. DynamoDB Streams need `aws-sdk-dynamodbstreams`, not yet a workspace dependency; the
-//! decisions and event JSON for them are ready ([`crate::event::dynamodb_event`]).
+//! The I/O loop around the decisions, for Kinesis streams and DynamoDB table streams: reads
+//! shards (parents before children), invokes the function, stores checkpoints and sends failure
+//! records, until told to stop.
 
 mod checkpoints;
 mod destination;
 mod invoke;
 mod shard_loop;
+mod source;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,13 +22,14 @@ pub use destination::Destinations;
 use crate::position::ShardHistory;
 use crate::record::Millis;
 use crate::settings::{MappingSettings, Pacing};
-use checkpoints::error_text;
+use source::{DynamoDbStreamSource, KinesisSource, StreamSource};
 
 /// One mapping the runner executes.
 #[derive(Debug, Clone)]
-pub struct KinesisMapping {
+pub struct StreamMapping {
     /// Names the mapping in the checkpoint table (the mapping's UUID, or its declared name).
     pub id: String,
+    /// A Kinesis stream ARN or a DynamoDB table stream ARN: the source kind follows from it.
     pub stream_arn: String,
     /// Function name or ARN (with qualifier if any); failure records name it as given.
     pub function_arn: String,
@@ -43,6 +44,7 @@ pub struct KinesisMapping {
 #[derive(Debug, Clone)]
 pub struct RunnerClients {
     pub kinesis: aws_sdk_kinesis::Client,
+    pub dynamodb_streams: aws_sdk_dynamodbstreams::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub destinations: Destinations,
     pub checkpoints: CheckpointTable,
@@ -69,14 +71,31 @@ impl Runner {
     }
 
     /// Reads every shard of the mapping's stream, parents before children, until `stop`.
-    pub async fn run(&self, mapping: KinesisMapping, mut stop: watch::Receiver<bool>) -> Result<(), String> {
+    pub async fn run(&self, mapping: StreamMapping, stop: watch::Receiver<bool>) -> Result<(), String> {
+        let arn = mapping.stream_arn.clone();
+        if let Some((_, name)) = arn.split_once(":stream/").filter(|_| arn.contains(":kinesis:")) {
+            let source = KinesisSource { client: self.clients.kinesis.clone(), stream_name: name.to_owned() };
+            self.run_source(source, mapping, stop).await
+        } else if arn.contains(":dynamodb:") && arn.contains("/stream/") {
+            let source = DynamoDbStreamSource { client: self.clients.dynamodb_streams.clone(), stream_arn: arn };
+            self.run_source(source, mapping, stop).await
+        } else {
+            Err(format!("{arn} is neither a Kinesis stream nor a DynamoDB table stream ARN"))
+        }
+    }
+
+    async fn run_source<S: StreamSource>(
+        &self,
+        source: S,
+        mapping: StreamMapping,
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<(), String> {
         let mapping = Arc::new(mapping);
-        let stream_name = stream_name(&mapping.stream_arn)?;
         let mut running: JoinSet<(String, Result<(), String>)> = JoinSet::new();
         let mut started: HashSet<String> = HashSet::new();
         let mut finished: HashSet<String> = HashSet::new();
         loop {
-            let shards = self.list_shards(&stream_name).await?;
+            let shards = source.list_shards().await?;
             let listed: HashSet<String> = shards.iter().map(|s| s.shard_id.clone()).collect();
             for shard in lineage::parents_first(shards, |s| (s.shard_id.clone(), s.parents.clone())) {
                 if started.contains(&shard.shard_id) || finished.contains(&shard.shard_id) {
@@ -94,8 +113,8 @@ impl Runner {
                 started.insert(shard.shard_id.clone());
                 let task = shard_loop::ShardLoop {
                     clients: self.clients.clone(),
+                    source: source.clone(),
                     mapping: Arc::clone(&mapping),
-                    stream_name: stream_name.clone(),
                     shard_id: shard.shard_id.clone(),
                     history: ShardHistory {
                         checkpoint: progress.checkpoint,
@@ -134,43 +153,6 @@ impl Runner {
             }
         }
     }
-
-    async fn list_shards(&self, stream_name: &str) -> Result<Vec<ListedShard>, String> {
-        let mut shards = Vec::new();
-        let mut next_token: Option<String> = None;
-        loop {
-            let request = match &next_token {
-                Some(token) => self.clients.kinesis.list_shards().next_token(token),
-                None => self.clients.kinesis.list_shards().stream_name(stream_name),
-            };
-            let page =
-                request.send().await.map_err(|e| format!("listing shards of {stream_name}: {}", error_text(&e)))?;
-            shards.extend(page.shards().iter().map(|shard| ListedShard {
-                shard_id: shard.shard_id().to_owned(),
-                parents: [
-                    shard.parent_shard_id().map(str::to_owned),
-                    shard.adjacent_parent_shard_id().map(str::to_owned),
-                ],
-            }));
-            next_token = page.next_token().map(str::to_owned);
-            if next_token.is_none() {
-                return Ok(shards);
-            }
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct ListedShard {
-    shard_id: String,
-    parents: [Option<String>; 2],
-}
-
-fn stream_name(stream_arn: &str) -> Result<String, String> {
-    stream_arn
-        .split_once(":stream/")
-        .map(|(_, name)| name.to_owned())
-        .ok_or_else(|| format!("{stream_arn} is not a Kinesis stream ARN"))
 }
 
 /// Wall-clock time: the only clock the runner reads; the decisions get it as an argument.
