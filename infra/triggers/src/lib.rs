@@ -11,8 +11,10 @@
 //! - [`Outcome`] (`outcome.rs`): how an invocation ended; [`response`] reads the function's answer.
 //! - [`FailureRecord`] (`failure.rs`): the on-failure destination message, in AWS's shape.
 //! - [`event`]: the invocation event JSON; [`iterator_start`]: where a shard starts.
-//! - [`runner`]: the I/O loop for Kinesis streams ([`runner::Runner`]), checkpoints in a
-//!   DynamoDB table ([`runner::CheckpointTable`]), failure records to SQS or SNS.
+//! - [`runner`]: the I/O loop for Kinesis streams and DynamoDB table streams
+//!   ([`runner::Runner`]; what differs per source is in `runner/source.rs`), checkpoints and
+//!   shard status in a DynamoDB table ([`runner::CheckpointTable`]), failure records to SQS or
+//!   SNS.
 //!
 //! # How a runner drives it
 //!
@@ -37,7 +39,8 @@
 //!      destination is given (a failed send is logged and does not stall the shard);
 //!    - `Checkpoint`: write it to the checkpoint table (after the `Discard` that precedes it);
 //! 4. waits for the first of: an invocation completing, the `WaitUntil` instant, the next poll of
-//!    the stream (Kinesis 1/s, DynamoDB 4/s), or cancellation.
+//!    the stream (Kinesis 1/s, DynamoDB 4/s), or cancellation; and every 2 s at most writes the
+//!    shard's [`runner::ShardReport`] beside its checkpoint for `labs status`.
 //!
 //! Settings changed at run time (`labs triggers set`) rebuild the machine from the stored
 //! checkpoint: in-flight work is redelivered, never skipped.
@@ -73,7 +76,8 @@
 //!   `LATEST`.
 //! - **`LATEST` across restarts**: the instant of the first read is stored; a restart before the
 //!   first checkpoint reads `AT_TIMESTAMP` from it, so records written while the runner was
-//!   down are not skipped.
+//!   down are not skipped. Table streams have no `AT_TIMESTAMP`: there a restart before the
+//!   first checkpoint reads `LATEST` again (a known gap).
 //! - **Response shapes** (section 9 item 12): an object without `batchItemFailures` is success;
 //!   a `batchItemFailures` that is not a list, or a payload that is not JSON, fails the batch.
 //! - **A string identifier naming no record of the batch** (R5): fails the whole batch.
