@@ -1,0 +1,185 @@
+//! Checkpoints in a DynamoDB table, as the Kinesis Client Library keeps leases: one item per
+//! mapping and shard. Schema: `mapping_id` (HASH, S), `shard_id` (RANGE, S); attributes
+//! `checkpoint` (S, the last finished sequence number), `finished` (BOOL, the shard is closed and
+//! drained), `latest_since` (N, epoch ms of the first read from `LATEST`) and `updated_at` (N,
+//! epoch ms); and the shard's status for `labs status` ([`ShardReport`]): `millis_behind_latest`,
+//! `retries_in_progress`, `pending_records`, `in_flight`, `discarded_batches` (N),
+//! `last_result` (S), `reported_at` (N).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::record::Millis;
+
+/// What the table says about one shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShardProgress {
+    pub checkpoint: Option<String>,
+    pub finished: bool,
+    pub latest_since: Option<Millis>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckpointTable {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl CheckpointTable {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: &str) -> Self {
+        Self { client, table: table.to_owned() }
+    }
+
+    pub async fn load(&self, mapping_id: &str, shard_id: &str) -> Result<ShardProgress, String> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("mapping_id", AttributeValue::S(mapping_id.to_owned()))
+            .key("shard_id", AttributeValue::S(shard_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| format!("reading checkpoint of {shard_id} from {}: {}", self.table, error_text(&e)))?;
+        let Some(item) = item.item else { return Ok(ShardProgress::default()) };
+        Ok(ShardProgress {
+            checkpoint: item.get("checkpoint").and_then(|v| v.as_s().ok()).cloned(),
+            finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+            latest_since: item.get("latest_since").and_then(|v| v.as_n().ok()).and_then(|n| n.parse().ok()),
+        })
+    }
+
+    /// Stores progress. An update, not a put, so the status attributes stay.
+    pub async fn save(
+        &self,
+        mapping_id: &str,
+        shard_id: &str,
+        progress: &ShardProgress,
+        now: Millis,
+    ) -> Result<(), String> {
+        let mut set = vec!["finished = :finished", "updated_at = :now"];
+        let mut update = self
+            .update(mapping_id, shard_id)
+            .expression_attribute_values(":finished", AttributeValue::Bool(progress.finished))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+        if let Some(checkpoint) = &progress.checkpoint {
+            set.push("checkpoint = :checkpoint");
+            update = update.expression_attribute_values(":checkpoint", AttributeValue::S(checkpoint.clone()));
+        }
+        if let Some(since) = progress.latest_since {
+            set.push("latest_since = :since");
+            update = update.expression_attribute_values(":since", AttributeValue::N(since.to_string()));
+        }
+        update
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| format!("writing checkpoint of {shard_id} to {}: {}", self.table, error_text(&e)))
+    }
+
+    /// Stores what `labs status` shows about a shard, beside its checkpoint.
+    pub async fn report(
+        &self,
+        mapping_id: &str,
+        shard_id: &str,
+        report: &ShardReport,
+        now: Millis,
+    ) -> Result<(), String> {
+        let number = |n: u64| AttributeValue::N(n.to_string());
+        let mut set = vec![
+            "retries_in_progress = :retries",
+            "pending_records = :pending",
+            "in_flight = :in_flight",
+            "discarded_batches = :discarded",
+            "last_result = :result",
+            "reported_at = :now",
+        ];
+        let mut update = self
+            .update(mapping_id, shard_id)
+            .expression_attribute_values(":retries", number(u64::from(report.retries_in_progress)))
+            .expression_attribute_values(":pending", number(report.pending_records as u64))
+            .expression_attribute_values(":in_flight", number(report.in_flight as u64))
+            .expression_attribute_values(":discarded", number(report.discarded_batches))
+            .expression_attribute_values(":result", AttributeValue::S(report.last_result.clone()))
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()));
+        if let Some(behind) = report.millis_behind_latest {
+            set.push("millis_behind_latest = :behind");
+            update = update.expression_attribute_values(":behind", AttributeValue::N(behind.to_string()));
+        }
+        update
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| format!("writing the status of {shard_id} to {}: {}", self.table, error_text(&e)))
+    }
+
+    /// Reads a shard's status back (for `labs status` and tests).
+    pub async fn load_report(&self, mapping_id: &str, shard_id: &str) -> Result<Option<ShardReport>, String> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("mapping_id", AttributeValue::S(mapping_id.to_owned()))
+            .key("shard_id", AttributeValue::S(shard_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| format!("reading the status of {shard_id} from {}: {}", self.table, error_text(&e)))?;
+        let Some(item) = item.item else { return Ok(None) };
+        let Some(last_result) = item.get("last_result").and_then(|v| v.as_s().ok()).cloned() else {
+            return Ok(None);
+        };
+        let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok());
+        Ok(Some(ShardReport {
+            millis_behind_latest: item
+                .get("millis_behind_latest")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok()),
+            retries_in_progress: number("retries_in_progress").unwrap_or_default() as u32,
+            pending_records: number("pending_records").unwrap_or_default() as usize,
+            in_flight: number("in_flight").unwrap_or_default() as usize,
+            discarded_batches: number("discarded_batches").unwrap_or_default(),
+            last_result,
+        }))
+    }
+
+    fn update(
+        &self,
+        mapping_id: &str,
+        shard_id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("mapping_id", AttributeValue::S(mapping_id.to_owned()))
+            .key("shard_id", AttributeValue::S(shard_id.to_owned()))
+    }
+}
+
+/// A shard's state as `labs status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardReport {
+    /// `MillisBehindLatest` of the last `GetRecords`: the iterator age.
+    pub millis_behind_latest: Option<i64>,
+    pub retries_in_progress: u32,
+    pub pending_records: usize,
+    pub in_flight: usize,
+    /// Batches given up on since this runner started the shard.
+    pub discarded_batches: u64,
+    /// Lambda's `LastProcessingResult` wording: `No records processed`, `OK`,
+    /// `PROBLEM: Function call failed`, plus the runner's own `PROBLEM: Batch item failures
+    /// reported` and `PROBLEM: Invoke failed before the function ran`.
+    pub last_result: String,
+}
+
+/// The service's message, not the SDK's generic "service error".
+pub(crate) fn error_text<E: std::error::Error + 'static>(error: &E) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}

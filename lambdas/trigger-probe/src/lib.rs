@@ -1,0 +1,185 @@
+//! The trigger runner's test function. For every Kinesis or DynamoDB Streams record it is sent
+//! it first notes the delivery (sequence number, how many times), then:
+//!
+//! - data (Kinesis) or a new image (DynamoDB) containing `poison` fails the whole invocation (a
+//!   function error);
+//! - one containing `partial` is reported in `batchItemFailures`;
+//! - anything else succeeds.
+//!
+//! Environment of the deployed function: `DELIVERIES_TABLE` (hash key `sequence_number`, S); each
+//! item counts `deliveries` and keeps `first_at` (epoch ns of the first delivery).
+
+use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
+use aws_lambda_events::event::kinesis::KinesisEvent;
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse};
+use aws_sdk_dynamodb::types::AttributeValue;
+use lambda_runtime::Error;
+use serde_json::Value;
+
+/// Environment variable naming the deliveries table.
+pub const DELIVERIES_TABLE_ENV: &str = "DELIVERIES_TABLE";
+/// A record whose data contains this fails the invocation.
+pub const POISON_MARKER: &str = "poison";
+/// A record whose data contains this is reported as a batch item failure.
+pub const PARTIAL_MARKER: &str = "partial";
+
+/// Where deliveries are noted.
+pub trait Deliveries {
+    fn note(&self, sequence_number: &str, data: &str) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Handles an event from either source, told apart by the records' `eventSource`.
+pub async fn handle<D: Deliveries>(deliveries: &D, payload: Value) -> Result<Value, Error> {
+    let source = payload.pointer("/Records/0/eventSource").and_then(Value::as_str).unwrap_or("aws:kinesis");
+    if source == "aws:dynamodb" {
+        let event: DynamoDbEvent = serde_json::from_value(payload)?;
+        Ok(serde_json::to_value(handle_changes(deliveries, &event).await?)?)
+    } else {
+        let event: KinesisEvent = serde_json::from_value(payload)?;
+        Ok(serde_json::to_value(handle_batch(deliveries, &event).await?)?)
+    }
+}
+
+/// Handles a DynamoDB Streams batch, reading each record's new image as its data.
+pub async fn handle_changes<D: Deliveries>(
+    deliveries: &D,
+    event: &DynamoDbEvent,
+) -> Result<DynamoDbEventResponse, Error> {
+    let mut response = DynamoDbEventResponse::default();
+    let mut poison = None;
+    for record in &event.records {
+        let sequence_number = record.change.sequence_number.clone().unwrap_or_default();
+        let data = serde_json::to_string(&record.change.new_image)?;
+        deliveries.note(&sequence_number, &data).await?;
+        if data.contains(POISON_MARKER) {
+            poison.get_or_insert_with(|| sequence_number.clone());
+        } else if data.contains(PARTIAL_MARKER) {
+            let mut failure = DynamoDbBatchItemFailure::default();
+            failure.item_identifier = Some(sequence_number);
+            response.batch_item_failures.push(failure);
+        }
+    }
+    match poison {
+        Some(sequence_number) => Err(format!("poison record {sequence_number}").into()),
+        None => Ok(response),
+    }
+}
+
+/// Handles one Kinesis batch: notes every record, then fails, reports or succeeds as its data says.
+pub async fn handle_batch<D: Deliveries>(deliveries: &D, event: &KinesisEvent) -> Result<KinesisEventResponse, Error> {
+    let mut response = KinesisEventResponse::default();
+    let mut poison = None;
+    for record in &event.records {
+        let sequence_number = &record.kinesis.sequence_number;
+        let data = String::from_utf8_lossy(&record.kinesis.data.0);
+        deliveries.note(sequence_number, &data).await?;
+        if data.contains(POISON_MARKER) {
+            poison.get_or_insert_with(|| sequence_number.clone());
+        } else if data.contains(PARTIAL_MARKER) {
+            response.add_failure(sequence_number.clone());
+        }
+    }
+    if let Some(sequence_number) = poison {
+        return Err(format!("poison record {sequence_number}").into());
+    }
+    tracing::info!(records = event.records.len(), failures = response.batch_item_failures.len(), "batch handled");
+    Ok(response)
+}
+
+/// Counts deliveries per sequence number in DynamoDB.
+pub struct DynamoDeliveries {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+impl Deliveries for DynamoDeliveries {
+    async fn note(&self, sequence_number: &str, data: &str) -> Result<(), Error> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("sequence_number", AttributeValue::S(sequence_number.to_owned()))
+            .update_expression("ADD deliveries :one SET #data = :data, first_at = if_not_exists(first_at, :now)")
+            .expression_attribute_names("#data", "data")
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .expression_attribute_values(":data", AttributeValue::S(data.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(nanos_now().to_string()))
+            .send()
+            .await?;
+        Ok(())
+    }
+}
+
+/// Wall-clock nanoseconds: orders first deliveries across the function's processes on one host.
+fn nanos_now() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Noted(Mutex<Vec<String>>);
+
+    impl Deliveries for Noted {
+        async fn note(&self, sequence_number: &str, _data: &str) -> Result<(), Error> {
+            self.0.lock().unwrap().push(sequence_number.to_owned());
+            Ok(())
+        }
+    }
+
+    fn event(data: &[&str]) -> KinesisEvent {
+        let records: Vec<serde_json::Value> = data
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                use base64::Engine as _;
+                serde_json::json!({
+                    "kinesis": {
+                        "partitionKey": "k",
+                        "sequenceNumber": (i + 1).to_string(),
+                        "data": base64::engine::general_purpose::STANDARD.encode(text),
+                        "approximateArrivalTimestamp": 1545084650.987
+                    }
+                })
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "Records": records })).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reports_partial_records_and_notes_every_delivery() {
+        let noted = Noted::default();
+        let response = handle_batch(&noted, &event(&["a", "partial b", "c"])).await.unwrap();
+        let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.clone()).collect();
+        assert_eq!(failed, vec![Some("2".to_owned())]);
+        assert_eq!(*noted.0.lock().unwrap(), ["1", "2", "3"]);
+    }
+
+    #[tokio::test]
+    async fn handles_dynamodb_changes_by_their_new_image() {
+        let noted = Noted::default();
+        let change = |seq: &str, note: &str| {
+            serde_json::json!({
+                "eventID": "e", "eventName": "INSERT", "awsRegion": "us-east-1", "eventSource": "aws:dynamodb",
+                "dynamodb": { "SequenceNumber": seq, "SizeBytes": 10, "ApproximateCreationDateTime": 1428537600.0,
+                    "Keys": { "id": { "S": seq } }, "NewImage": { "id": { "S": seq }, "note": { "S": note } } }
+            })
+        };
+        let event = serde_json::json!({ "Records": [change("100", "fine"), change("200", "partial")] });
+        let response = handle(&noted, event).await.unwrap();
+        assert_eq!(response, serde_json::json!({ "batchItemFailures": [{ "itemIdentifier": "200" }] }));
+        let poisoned = serde_json::json!({ "Records": [change("300", "poison")] });
+        assert!(handle(&noted, poisoned).await.is_err());
+        assert_eq!(*noted.0.lock().unwrap(), ["100", "200", "300"]);
+    }
+
+    #[tokio::test]
+    async fn fails_the_invocation_on_a_poison_record() {
+        let noted = Noted::default();
+        let error = handle_batch(&noted, &event(&["a", "poison", "c"])).await.unwrap_err();
+        assert!(error.to_string().contains("poison record 2"), "{error}");
+        assert_eq!(noted.0.lock().unwrap().len(), 3);
+    }
+}
