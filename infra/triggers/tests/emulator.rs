@@ -70,7 +70,8 @@ async fn create_table(clients: &Clients, name: &str, keys: &[(&str, KeyType)]) {
 }
 
 async fn lab(name: &str) -> Lab {
-    let endpoint = std::env::var("LABS_TRIGGERS_TEST_ENDPOINT").expect("LABS_TRIGGERS_TEST_ENDPOINT names the emulator");
+    let endpoint =
+        std::env::var("LABS_TRIGGERS_TEST_ENDPOINT").expect("LABS_TRIGGERS_TEST_ENDPOINT names the emulator");
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region("us-east-1")
