@@ -13,7 +13,10 @@
 //! - When the watermark reaches a window's end, the window is emitted (revision 1). An element
 //!   that lands in an already emitted window emits it again at once (revision + 1).
 //! - Session windows merge per key when they touch; a merge that moves a session's start
-//!   retracts the rows of the sessions it swallowed.
+//!   retracts the rows of the sessions it swallowed. A session event is too late once
+//!   `event_time + allowed_lateness <= watermark` (Flink judges by the end of the window the
+//!   event alone would open, `event_time + gap`): otherwise an event could touch a session that
+//!   is final and forgotten, and open a second, overlapping one.
 //!
 //! The state is plain data ([`OpenWindow`]) so a Lambda can store it between invocations.
 
@@ -146,8 +149,14 @@ impl WindowOperator {
 
     /// Adds an event of `key` at `event_time` carrying `value`.
     pub fn process_element(&mut self, key: &str, event_time: Millis, value: i64) -> Vec<Output> {
-        let (closed, open): (Vec<Window>, Vec<Window>) =
-            self.kind.windows_of(event_time).into_iter().partition(|w| self.is_closed(w));
+        let (closed, open): (Vec<Window>, Vec<Window>) = if self.kind.is_session() {
+            // Judged by the event's own time: anything it could merge with ended `gap` before
+            // it, so a session that is closed already can never be asked to grow.
+            let too_late = event_time.saturating_add(self.allowed_lateness) <= self.watermark;
+            self.kind.windows_of(event_time).into_iter().partition(|_| too_late)
+        } else {
+            self.kind.windows_of(event_time).into_iter().partition(|w| self.is_closed(w))
+        };
         let mut outputs: Vec<Output> = closed
             .into_iter()
             .map(|window| {
@@ -448,6 +457,21 @@ mod tests {
     }
 
     #[test]
+    fn a_session_event_is_too_late_once_the_watermark_passed_its_time_by_the_lateness() {
+        let mut h = Harness::new(WindowKind::Session { gap: 3 * SEC }, SEC);
+        h.element("a", 0, 1);
+        h.watermark(4_000);
+        assert_eq!(h.take_emitted(), [(s("a"), 0, 3_000, 1, 1, 1, true)], "3000 + 1000 <= 4000: final");
+        // Its own window [2900, 5900) would still be open, but it touches the final session:
+        // counting it would make a second session overlapping the first.
+        h.element("a", 2_900, 1);
+        assert_eq!(h.take_late(), [(s("a"), 2_900, 4_000)]);
+        h.element("a", 3_001, 1); // 3001 + 1000 > 4000: on time, and it cannot touch [0, 3000)
+        assert!(h.take_late().is_empty());
+        assert_eq!(h.state(), [(s("a"), 3_001, 6_001, 1)]);
+    }
+
+    #[test]
     fn the_state_restores_and_continues_identically() {
         let mut original = Harness::new(WindowKind::Tumbling { size: 3 * SEC }, SEC);
         original.element("a", 100, 1).element("b", 4_000, 2).watermark(3_500);
@@ -498,7 +522,8 @@ mod tests {
                 let out = operator.process_element(&reading.device_id, reading.event_time, reading.value);
                 for output in &out {
                     if let Output::Late(event) = output {
-                        assert!(event.window.end + 5 * SEC <= event.watermark, "{kind}: {event:?}");
+                        let closed_at = if kind.is_session() { event.event_time } else { event.window.end };
+                        assert!(closed_at + 5 * SEC <= event.watermark, "{kind}: {event:?}");
                         assert!(missed.insert((reading.reading_id.as_str(), event.window)), "{kind}: twice");
                     }
                 }
