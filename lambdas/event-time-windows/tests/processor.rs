@@ -4,16 +4,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{SHARD_0, SHARD_1, Stream, WALL_NOW, event, seq};
+use common::{SHARD_0, SHARD_1, START, Stream, WALL_NOW, ended_run, event, seq};
 use event_time_windows::{
     KinesisEvent, LateRow, MemoryStore, Settings, ShardRow, StoreError, WindowRow, WindowStore, process_batch,
 };
-use labs_core::time::readings::{Reading, ReadingSpec, StreamRecord, ground_truth_where};
+use labs_core::time::readings::{Reading, StreamRecord, ground_truth_where};
 use labs_core::time::watermark::NO_WATERMARK;
 use labs_core::time::windows::{Millis, WindowKind};
 use serde_json::json;
-
-const START: Millis = 1_767_225_600_000;
 
 fn fixture(name: &str) -> KinesisEvent {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -23,30 +21,6 @@ fn fixture(name: &str) -> KinesisEvent {
 
 fn tumbling_only(allowed_lateness: Millis) -> Settings {
     Settings { kinds: vec![WindowKind::Tumbling { size: 60_000 }], allowed_lateness, ..Settings::default() }
-}
-
-/// A run of the standard readings, as `labs run` ends it: an end-of-input record on each shard,
-/// and once both are processed, a heartbeat on each, so every shard's function sees the other's
-/// end and closes its last windows.
-fn ended_run(namespace: &str) -> (Vec<KinesisEvent>, Vec<Reading>) {
-    let spec = ReadingSpec::standard(namespace, 5, START);
-    let (mut stream, readings) = Stream::produce(&spec);
-    let end = readings.iter().map(|r| r.event_time).max().unwrap() + 120_000;
-    let arrival = stream.last_arrival() + 1_000;
-    for shard in 0..2 {
-        stream.control(shard, arrival, &StreamRecord::EndOfInput { watermark: end, sent_at: arrival });
-    }
-    let mut batches = stream.batches(100);
-    let mut after = Stream::default();
-    for shard in 0..2 {
-        after.shards[shard] = stream.shards[shard].clone();
-        after.control(shard, arrival + 1_000, &StreamRecord::Heartbeat { sent_at: arrival + 1_000 });
-    }
-    for shard in 0..2 {
-        let heartbeat = after.shards[shard].last().unwrap().clone();
-        batches.push(event(Stream::shard_id(shard), &[heartbeat]));
-    }
-    (batches, readings)
 }
 
 /// The same run cut into batches of `size` (the end's heartbeats stay batches of their own).

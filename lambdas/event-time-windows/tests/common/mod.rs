@@ -6,11 +6,14 @@ use base64::Engine;
 use event_time_windows::KinesisEvent;
 use labs_core::partition::{even_ranges, shard_for_key};
 use labs_core::time::readings::{Reading, ReadingSpec, StreamRecord, generate_with_true_times};
+
 use labs_core::time::windows::Millis;
 use serde_json::{Value, json};
 
 pub const SHARD_0: &str = "shardId-000000000000";
 pub const SHARD_1: &str = "shardId-000000000001";
+/// Event time of the first generated readings (2026-01-01T00:00:00Z).
+pub const START: Millis = 1_767_225_600_000;
 /// Wall-clock time the tests pretend it is, so rows compare exactly.
 pub const WALL_NOW: Millis = 1_767_300_000_000;
 
@@ -107,4 +110,28 @@ impl Stream {
             positions[shard] = end;
         }
     }
+}
+
+/// A run of the standard readings, as `labs run` ends it: an end-of-input record on each shard,
+/// and once both are processed, a heartbeat on each, so every shard's function sees the other's
+/// end and closes its last windows.
+pub fn ended_run(namespace: &str) -> (Vec<KinesisEvent>, Vec<Reading>) {
+    let spec = ReadingSpec::standard(namespace, 5, START);
+    let (mut stream, readings) = Stream::produce(&spec);
+    let end = readings.iter().map(|r| r.event_time).max().unwrap() + 120_000;
+    let arrival = stream.last_arrival() + 1_000;
+    for shard in 0..2 {
+        stream.control(shard, arrival, &StreamRecord::EndOfInput { watermark: end, sent_at: arrival });
+    }
+    let mut batches = stream.batches(100);
+    let mut after = Stream::default();
+    for shard in 0..2 {
+        after.shards[shard] = stream.shards[shard].clone();
+        after.control(shard, arrival + 1_000, &StreamRecord::Heartbeat { sent_at: arrival + 1_000 });
+    }
+    for shard in 0..2 {
+        let heartbeat = after.shards[shard].last().unwrap().clone();
+        batches.push(event(Stream::shard_id(shard), &[heartbeat]));
+    }
+    (batches, readings)
 }
