@@ -40,4 +40,6 @@ fi
 # The functions' DynamoDB store tests talk to the same emulator.
 export CDC_INDEXER_TEST_ENDPOINT="$endpoint"
 export EXACTLY_ONCE_COUNTER_TEST_ENDPOINT="$endpoint"
+export EVENT_TIME_WINDOWS_TEST_ENDPOINT="$endpoint"
+export ARRIVAL_WINDOWS_TEST_ENDPOINT="$endpoint"
 cargo test --locked --workspace -- --include-ignored
