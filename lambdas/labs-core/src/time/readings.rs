@@ -48,8 +48,11 @@ pub enum StreamRecord {
     Heartbeat {
         sent_at: Millis,
     },
-    /// No more readings before `watermark` will come on this shard (sent to each shard at the
-    /// end of a run), so the last windows can close without waiting for the idleness timeout.
+    /// No more readings before `watermark` will come on this shard, so the last windows can
+    /// close without waiting for the idleness timeout. A run ends with one on every shard and,
+    /// once every shard's row in the watermarks table shows it (`declared_watermark`), one
+    /// heartbeat on every shard: each shard's processor only learns of the others' end when it
+    /// runs again. Later runs must use later event times: a shard's watermark never goes back.
     EndOfInput {
         watermark: Millis,
         sent_at: Millis,
