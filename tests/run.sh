@@ -47,4 +47,6 @@ export EXACTLY_ONCE_COUNTER_TEST_ENDPOINT="$endpoint"
 export LEDGER_TEST_ENDPOINT="$endpoint"
 export LABS_INFRA_TEST_ENDPOINT="$endpoint"
 export LABS_TRIGGERS_TEST_ENDPOINT="$endpoint"
+export EVENT_TIME_WINDOWS_TEST_ENDPOINT="$endpoint"
+export ARRIVAL_WINDOWS_TEST_ENDPOINT="$endpoint"
 cargo test --locked --workspace -- --include-ignored

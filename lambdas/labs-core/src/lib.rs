@@ -14,3 +14,4 @@ pub mod partition;
 pub mod purchases;
 pub mod search_index;
 pub mod sequence;
+pub mod time;
