@@ -139,7 +139,7 @@ async fn every_scenario_verify_tampering_and_down() {
     let report = failed.json();
     let store = check(&report, "event store");
     assert_eq!(store["passed"], false);
-    assert!(store["details"].as_str().unwrap().contains("gaps: rebuild-1-acct-000 v2"), "{store}");
+    assert!(store["details"].as_str().unwrap().contains("gaps (1): rebuild-1-acct-000 v2"), "{store}");
     assert_eq!(check(&report, "every accepted command")["passed"], false, "{report}");
     let log = check(&report, "Kinesis log")["details"].as_str().unwrap().to_owned();
     assert!(log.contains("log events not in the store"), "{log}");

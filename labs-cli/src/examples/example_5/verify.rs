@@ -82,7 +82,7 @@ fn check(check: &'static str, problems: Vec<String>, fine: String, derived: bool
     Check { check, passed, details, derived }
 }
 
-/// The first few items of a list, and how many there are.
+/// The first few items of a list, and how many there are: `gaps (2): a v3, b v7`.
 fn few<T: Display>(what: &str, items: impl IntoIterator<Item = T>) -> Option<String> {
     let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
     if items.is_empty() {
@@ -90,7 +90,7 @@ fn few<T: Display>(what: &str, items: impl IntoIterator<Item = T>) -> Option<Str
     }
     let shown = items.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
     let more = if items.len() > 4 { format!(" (+{} more)", items.len() - 4) } else { String::new() };
-    Some(format!("{} {what}: {shown}{more}", items.len()))
+    Some(format!("{what} ({}): {shown}{more}", items.len()))
 }
 
 fn mismatch_text(m: &RowMismatch) -> String {
