@@ -74,6 +74,7 @@ macro_rules! example {
 pub mod example_1;
 pub mod example_2;
 pub mod example_3;
+pub mod example_5;
 pub mod example_7;
 
 /// Every example, in the order `labs list` shows them. Adding one is adding its line here.
@@ -87,12 +88,7 @@ pub const REGISTRY: &[Entry] = &[
         "batches, retries, bisect, partial failures, exactly-once effects",
         "Kinesis, Lambda, DynamoDB, SQS",
     )),
-    Entry::planned(About::new(
-        5,
-        "Event sourcing",
-        "events as truth, projections, replay and rebuild",
-        "Kinesis, Lambda, DynamoDB",
-    )),
+    Entry::built(example_5::ABOUT, &example_5::Example5),
     Entry::planned(About::new(
         6,
         "Time",
