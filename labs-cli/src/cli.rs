@@ -28,8 +28,9 @@ pub struct GlobalArgs {
     /// Name prefix for every resource, so several learners or tests can share one endpoint.
     #[arg(long, global = true, default_value = "labs", value_parser = parse_prefix)]
     pub prefix: String,
-    /// A LocalStack-compatible endpoint to use instead of the embedded emulator (never started by labs).
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", conflicts_with = "aws")]
+    /// A LocalStack-compatible endpoint to use instead of the embedded emulator (never started by
+    /// labs); default: the AWS_ENDPOINT_URL environment variable.
+    #[arg(long, global = true, conflicts_with = "aws")]
     pub endpoint_url: Option<String>,
     /// Use real AWS through the standard credential chain, profile and region.
     #[arg(long, global = true)]

@@ -2,6 +2,8 @@
 //! `examples/`). Each resolves its target, does its work, and reports a table or JSON.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
 use labs_infra::{Action, Engine, SdkContext, stack};
@@ -206,49 +208,61 @@ pub async fn consume(global: &GlobalArgs, args: &ConsumeArgs, out: Output) -> Re
     }
     let until = if args.follow { Until::Forever } else { Until::CaughtUp };
     let json = out.json;
-    let print = move |record: &kinesis::Incoming| {
-        let data = String::from_utf8_lossy(&record.data);
-        if json {
-            let value = serde_json::json!({
-                "shard_id": record.shard_id, "sequence_number": record.sequence_number,
-                "partition_key": record.partition_key, "millis_behind_latest": record.millis_behind_latest,
-                "data": serde_json::from_str::<serde_json::Value>(&data).unwrap_or(serde_json::Value::String(data.into_owned())),
-            });
-            println!("{value}");
-        } else {
-            println!(
-                "{}  {}  key={}  lag={}ms  {}",
-                record.shard_id, record.sequence_number, record.partition_key, record.millis_behind_latest, data
-            );
+    // With --limit, N records in all, however many shards are read at once.
+    let printed = Arc::new(AtomicUsize::new(0));
+    let limit_reached = Arc::new(tokio::sync::Notify::new());
+    let print = {
+        let (printed, limit_reached, limit) = (printed.clone(), limit_reached.clone(), args.limit);
+        move |record: &kinesis::Incoming| {
+            let n = printed.fetch_add(1, Ordering::SeqCst) + 1;
+            if limit.is_some_and(|limit| n > limit) {
+                return;
+            }
+            if limit == Some(n) {
+                limit_reached.notify_one();
+            }
+            let data = String::from_utf8_lossy(&record.data);
+            if json {
+                let value = serde_json::json!({
+                    "shard_id": record.shard_id, "sequence_number": record.sequence_number,
+                    "partition_key": record.partition_key, "millis_behind_latest": record.millis_behind_latest,
+                    "data": serde_json::from_str::<serde_json::Value>(&data).unwrap_or(serde_json::Value::String(data.into_owned())),
+                });
+                output::line(value.to_string());
+            } else {
+                output::line(format!(
+                    "{}  {}  key={}  lag={}ms  {}",
+                    record.shard_id, record.sequence_number, record.partition_key, record.millis_behind_latest, data
+                ));
+            }
         }
     };
-    let mut total = 0;
     if args.follow {
-        // Every shard at once, until interrupted.
+        // Every shard at once, until interrupted or the limit is reached.
         let mut readers = tokio::task::JoinSet::new();
         for shard in shards {
             let (client, stream, position, limit) = (client.clone(), args.stream.clone(), position.clone(), args.limit);
+            let print = print.clone();
             readers.spawn(async move {
-                kinesis::read_shard(&client, &stream, &shard.shard_id, &position, until, limit, print)
-                    .await
-                    .map(|r| r.len())
+                kinesis::read_shard(&client, &stream, &shard.shard_id, &position, until, limit, print).await.map(|_| ())
             });
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => note("stopped"),
-            _ = async { while let Some(done) = readers.join_next().await { if let Ok(Ok(n)) = done { total += n; } } } => {}
+            _ = limit_reached.notified() => {}
+            _ = async { while readers.join_next().await.is_some() {} } => {}
         }
     } else {
         for shard in shards {
-            let remaining = args.limit.map(|l| l.saturating_sub(total));
+            let remaining = args.limit.map(|l| l.saturating_sub(printed.load(Ordering::SeqCst)));
             if remaining == Some(0) {
                 break;
             }
-            total += kinesis::read_shard(client, &args.stream, &shard.shard_id, &position, until, remaining, print)
-                .await?
-                .len();
+            kinesis::read_shard(client, &args.stream, &shard.shard_id, &position, until, remaining, print.clone())
+                .await?;
         }
     }
+    let total = args.limit.map_or(printed.load(Ordering::SeqCst), |l| printed.load(Ordering::SeqCst).min(l));
     note(format!("{total} records read from {}", args.stream));
     Ok(())
 }
@@ -413,7 +427,7 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
                 std::fs::read_to_string(&path).map_err(|_| anyhow::anyhow!("no log yet at {}", path.display()))?;
             let lines: Vec<&str> = text.lines().collect();
             for line in &lines[lines.len().saturating_sub(*tail)..] {
-                println!("{line}");
+                output::line(line);
             }
             Ok(())
         }
@@ -423,7 +437,7 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             Ok(())
         }
         EmulatorCommand::Path => {
-            println!("{}", emulator::home()?.display());
+            output::line(emulator::home()?.display().to_string());
             Ok(())
         }
     }
