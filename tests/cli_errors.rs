@@ -45,12 +45,7 @@ fn missing_python() {
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
-    let run = support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-    .fails();
+    let run = support::finish(out).fails();
     assert!(run.error_line().contains("Python 3 is needed"), "{}", run.stderr);
     std::fs::remove_dir_all(home).ok();
 }
@@ -79,11 +74,7 @@ fn labs_on_port(home: &std::path::Path, port: u16, args: &[&str]) -> support::Ru
         .env_remove("AWS_ENDPOINT_URL")
         .output()
         .unwrap();
-    support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    support::finish(out)
 }
 
 fn scratch_home(name: &str) -> std::path::PathBuf {
@@ -146,12 +137,7 @@ fn aws_with_an_exported_endpoint_names_the_variable() {
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
         .output()
         .unwrap();
-    let run = support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-    .fails();
+    let run = support::finish(out).fails();
     let error = run.error_line();
     assert!(error.contains("AWS_ENDPOINT_URL=http://127.0.0.1:9"), "{error}");
     assert!(!error.contains("--endpoint-url"), "it blames a flag never given: {error}");
