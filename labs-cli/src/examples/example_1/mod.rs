@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::{About, BenchOptions, RunOptions, VerifyOptions};
 use crate::driver::clickstream::{decode, encode};
 use crate::driver::kinesis::{self, Incoming, Position};
+use crate::driver::seeds;
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -26,6 +27,8 @@ pub const ABOUT: About =
 /// The stream every run produces into (`infra/stacks/example-1.toml`).
 const CLICKS: Stream = Stream::new("ex1-clicks");
 const DEFAULT_COUNT: usize = 1000;
+/// Kinesis allows 50 tags per stream; labs' ownership tags take two, each run one.
+const MAX_RUNS: usize = 48;
 
 example!(Example1 { scenarios: &[], resources: [CLICKS], run: run, verify: verify::verify, bench: bench::bench });
 
@@ -93,6 +96,13 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     let stream = target.name(CLICKS);
     let shards = kinesis::list_shards(client, &stream).await?;
     let runs = recorded_runs(target, &stream).await?;
+    if runs.len() >= MAX_RUNS {
+        bail!(
+            "{stream} already records {} runs and Kinesis allows 50 tags per stream (labs uses one per run): \
+             `labs down example-1` and `labs up example-1` to start over",
+            runs.len()
+        );
+    }
     let seed = match args.seed {
         Some(seed) if runs.contains_key(&seed) => {
             bail!(
@@ -100,7 +110,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
             )
         }
         Some(seed) => seed,
-        None => runs.keys().max().map_or(1, |s| s + 1),
+        None => seeds::after_highest(runs.keys().copied())?,
     };
     let count = args.count.unwrap_or(DEFAULT_COUNT);
     if count == 0 {

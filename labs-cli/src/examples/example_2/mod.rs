@@ -29,6 +29,7 @@ use self::consumers::Handled;
 use super::{About, RunOptions, VerifyOptions};
 use crate::driver::dynamodb as db;
 use crate::driver::messaging::{self, Outgoing, Received};
+use crate::driver::seeds;
 use crate::output::Output;
 use crate::target::Target;
 
@@ -261,8 +262,11 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
         );
     }
     let used: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
-    let first = args.seed.unwrap_or_else(|| used.last().map_or(1, |s| s + 1));
-    let seeds: Vec<u64> = (0..scenarios.len() as u64).map(|i| first + i).collect();
+    let first = match args.seed {
+        Some(seed) => seed,
+        None => seeds::after_highest(used.iter().copied())?,
+    };
+    let seeds = seeds::consecutive(first, scenarios.len())?;
     if let Some(taken) = seeds.iter().find(|s| used.contains(s)) {
         bail!(
             "seed {taken} was already used on {}: pick another --seed, or `labs down example-2` to start over",
