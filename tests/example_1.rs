@@ -159,6 +159,18 @@ fn verify_fails_on_a_planted_loss_and_on_a_replay_the_log_does_not_hold() {
         lost["report"]["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
     assert_eq!(missing, ["s77-e0000000", "s77-e0000001", "s77-e0000002", "s77-e0000003", "s77-e0000004"]);
 
+    // A stray record that is no event of this example.
+    set_tags(&stream, &[("labs:run:77".to_owned(), "0".to_owned())]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = kinesis_client(&runtime);
+    runtime.block_on(async {
+        let data = aws_sdk_kinesis::primitives::Blob::new(b"not a click".to_vec());
+        client.put_record().stream_name(&stream).partition_key("stray").data(data).send().await.expect("put");
+    });
+    let stray = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    assert_eq!(stray["report"]["undecodable"], 1, "{stray}");
+    assert!(stray["report"]["missing"].as_array().unwrap().is_empty(), "{stray}");
+
     // A run tag labs cannot read is an error, never skipped.
     set_tags(&stream, &[("labs:run:78".to_owned(), "five".to_owned())]);
     let unreadable = labs(&p, &["verify", "example-1"]).fails();

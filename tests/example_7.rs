@@ -303,3 +303,51 @@ fn verify_fails_on_a_loss_planted_after_a_reshard() {
     let headless_trace = violations.iter().find(|v| v["order_id"] == headless.as_str()).unwrap();
     assert_eq!(headless_trace["missing"], serde_json::json!([1]), "{headless_trace}");
 }
+
+#[test]
+fn verify_fails_on_a_duplicate_and_on_a_stray_record() {
+    let p = prefix("ex7dup");
+    let _teardown = Teardown { prefix: &p, example: "example-7" };
+    labs(&p, &["up", "example-7"]).ok();
+    labs(&p, &["run", "example-7", "--scenario", "key-order", "--count", "20", "--seed", "5"]).ok();
+    labs(&p, &["verify", "example-7"]).ok();
+    let stream = format!("{p}-ex7-orders");
+    let lines = labs(&p, &["consume", "--stream", &stream, "--json"]).ok().stdout;
+    let records: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // The last step of order ko5-o00002, as read.
+    let last = records
+        .iter()
+        .filter(|r| r["data"]["order_id"] == "ko5-o00002")
+        .max_by_key(|r| r["data"]["step"].as_u64().unwrap())
+        .expect("order ko5-o00002 is in the stream")
+        .clone();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = kinesis_client(&runtime);
+    let put = |key: &str, data: Vec<u8>| {
+        runtime.block_on(async {
+            client
+                .put_record()
+                .stream_name(&stream)
+                .partition_key(key)
+                .data(aws_sdk_kinesis::primitives::Blob::new(data))
+                .send()
+                .await
+                .expect("put a planted record");
+        })
+    };
+
+    // The same step once more, right after itself: a duplicate.
+    put("ko5-o00002", last["data"].to_string().into_bytes());
+    let report = labs(&p, &["verify", "example-7", "--json"]).fails().json();
+    let violations = report["ordering"]["violations"].as_array().unwrap();
+    assert_eq!(violations.len(), 1, "{report}");
+    assert_eq!(violations[0]["order_id"], "ko5-o00002");
+    assert_eq!(violations[0]["verdict"], "duplicated");
+
+    // An order event of no recorded run: a stray record is not ignored.
+    let mut stray = last["data"].clone();
+    stray["order_id"] = Value::from("zz9-o00001");
+    put("zz9-o00001", stray.to_string().into_bytes());
+    let report = labs(&p, &["verify", "example-7", "--json"]).fails().json();
+    assert_eq!(report["foreign"], 1, "{report}");
+}
