@@ -1,7 +1,8 @@
 //! Example 1: a log you can produce to, read, and replay (DDIA 11, "Transmitting Event Streams").
 //!
-//! Every run records what it produced as a stream tag (`labs:run:<seed>` = count), so `verify`
-//! can regenerate the exact events from the seeded generator and compare them with the log.
+//! Every run records what it produced as a stream tag (`labs:run:<seed>` = count), and then where
+//! its replays started and what they read, so `verify` can regenerate the exact events from the
+//! seeded generator, compare them with the log, and replay again from the same positions.
 
 mod bench;
 mod verify;

@@ -3,7 +3,8 @@
 //! Events are order lifecycles (`labs_core::orders`): each order's `step` rises 1, 2, 3, ... in
 //! the order the producer emitted them, so any consumer can tell from the data whether it saw an
 //! order's steps in order. Every scenario run is recorded as a stream tag
-//! (`labs:run:<scenario>:<seed>` = orders), so `verify` regenerates what each run produced and
+//! (`labs:run:<scenario>:<seed>` = `<orders> #<ordinal>` and each split or merge it made), so
+//! `verify` regenerates what each run produced, knows what was produced before each reshard, and
 //! checks the stream itself.
 
 mod hot_shard;
