@@ -173,11 +173,23 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
         ])
     };
     let topic = format!("{p}-ex2-orders");
+    let billing_dlq = format!("{p}-ex2-billing-dlq");
+    let poison = verified["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "billing-with-poison")
+        .map(|r| labs_core::order_messages::poison_body(r["seed"].as_u64().unwrap()))
+        .expect("the dead-letter run is recorded");
     let original = rt.block_on(async {
         let config = support::sdk_config().await;
         let sns = aws_sdk_sns::Client::new(&config);
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
         dynamodb.put_item().table_name(&effects_table).set_item(Some(stray())).send().await.unwrap();
+        // A duplicate: the poison message twice in the dead-letter queue.
+        let url = sqs.get_queue_url().queue_name(&billing_dlq).send().await.unwrap().queue_url.unwrap();
+        sqs.send_message().queue_url(&url).message_body(&poison).send().await.unwrap();
         let arn = topic_arn(&sns, &topic).await;
         let tags = sns.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
         let original: Vec<(String, String)> =
@@ -206,12 +218,34 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
         .map(|f| f["check"].as_str().unwrap().split(' ').take(2).collect::<Vec<_>>().join(" "))
         .collect();
     broken.sort();
-    assert_eq!(broken, ["billing: it", "load-balance run", "redelivery run"], "{tampered:#}");
+    assert_eq!(broken, ["billing-dlq holds", "billing: it", "load-balance run", "redelivery run"], "{tampered:#}");
     rt.block_on(async {
         let config = support::sdk_config().await;
         let sns = aws_sdk_sns::Client::new(&config);
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
         dynamodb.delete_item().table_name(&effects_table).set_key(Some(stray())).send().await.unwrap();
+        // Take one copy of the poison message out again; whatever else was received goes back.
+        let url = sqs.get_queue_url().queue_name(&billing_dlq).send().await.unwrap().queue_url.unwrap();
+        let received =
+            sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+        let mut deleted = false;
+        for message in received.messages() {
+            let handle = message.receipt_handle().unwrap();
+            if !deleted && message.body() == Some(poison.as_str()) {
+                sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await.unwrap();
+                deleted = true;
+            } else {
+                sqs.change_message_visibility()
+                    .queue_url(&url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(deleted, "the planted copy is in {billing_dlq}");
         let arn = topic_arn(&sns, &topic).await;
         for (key, value) in &original {
             let tag = aws_sdk_sns::types::Tag::builder().key(key).value(value).build().unwrap();
