@@ -112,6 +112,24 @@ async fn direct_writes_reach_the_index_and_tampering_fails_verify() {
     let report = failed.json();
     assert_eq!(report["passed"], false);
     assert_eq!(report["missing"], serde_json::json!([["teapot", "direct-1"]]));
+    assert_eq!(report["extra"], serde_json::json!([]));
+
+    // A stray row in the derived index, for a product the table does not have: verify fails too.
+    client
+        .put_item()
+        .table_name(format!("{p}-ex3-search-index"))
+        .item("term", AttributeValue::S("phantom".into()))
+        .item("product_id", AttributeValue::S("nowhere-1".into()))
+        .send()
+        .await
+        .unwrap();
+    let q = p.clone();
+    let failed =
+        tokio::task::spawn_blocking(move || labs(&q, &["verify", "example-3", "--wait", "3", "--json"]).fails())
+            .await
+            .unwrap();
+    let report = failed.json();
+    assert_eq!(report["extra"], serde_json::json!([["phantom", "nowhere-1"]]), "{report}");
 }
 
 #[test]
