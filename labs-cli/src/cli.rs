@@ -251,3 +251,65 @@ pub enum EmulatorCommand {
     /// Where the emulator keeps its files.
     Path,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    use super::Cli;
+
+    /// Words the command line knows, so arbitrary argv reaches the value parsers, not only
+    /// "unknown subcommand".
+    const WORDS: &[&str] = &[
+        "list",
+        "status",
+        "up",
+        "down",
+        "run",
+        "verify",
+        "bench",
+        "build",
+        "doctor",
+        "produce",
+        "consume",
+        "emulator",
+        "completions",
+        "--prefix",
+        "--endpoint-url",
+        "--aws",
+        "--json",
+        "--yes",
+        "--dry-run",
+        "--scenario",
+        "--count",
+        "--seed",
+        "--query",
+        "--wait",
+        "--stream",
+        "--from",
+        "--timestamp",
+        "--limit",
+        "--follow",
+        "--rate",
+        "--keys",
+        "example-1",
+        "example-9",
+        "ex3",
+        "18446744073709551615",
+        "-1",
+        "",
+    ];
+
+    fn argument() -> impl Strategy<Value = String> {
+        prop_oneof![prop::sample::select(WORDS).prop_map(str::to_owned), any::<String>()]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_argv_is_parsed_or_refused_never_a_panic(args in prop::collection::vec(argument(), 0..6)) {
+            let argv = std::iter::once("labs".to_owned()).chain(args);
+            let _ = Cli::try_parse_from(argv);
+        }
+    }
+}
