@@ -25,7 +25,19 @@ fn guide_prints_one_section_and_only_that() {
     assert!(run.stdout.starts_with("## Example 3: change data capture"), "{}", run.stdout);
     assert!(run.stdout.contains("labs verify example-3"), "{}", run.stdout);
     assert!(!run.stdout.contains("## Example 5"), "the next section leaked in");
-    assert!(!run.stdout.trim_end().ends_with("---"), "the separator belongs to no section");
+    assert!(!run.stdout.contains("\n---\n"), "the separator belongs to no section");
+    assert!(run.stdout.contains("What is change data capture?"), "the plan's questions it answers: {}", run.stdout);
+    let section = labs_offline(&["--json", "guide", "example-3"]).ok().json();
+    assert_eq!(section["number"], 3);
+    let answers = section["answers"].as_array().unwrap();
+    assert!(
+        answers.iter().all(|i| i["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("example-3")))
+    );
+    assert!(answers.iter().any(|i| i["id"] == "final-5"), "keeping a search index in sync: {answers:?}");
 }
 
 #[test]

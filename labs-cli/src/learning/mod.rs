@@ -42,7 +42,26 @@ pub fn guide(example: Option<ExampleId>, out: Output) -> Result<()> {
         bail!("{id} has no section in the guide{why}: `labs guide` lists the sections");
     };
     out.say(section.text);
-    out.json(section)
+    // The plan's items this example answers, from the map, so the section never lists them by hand.
+    let map = map::load()?;
+    let answered: Vec<&Item> = map.item.iter().filter(|i| i.answers.iter().any(|a| a.example == id)).collect();
+    out.table(
+        &format!("\nQuestions of the learning plan {id} answers (labs questions shows them all):"),
+        &["item", "in the plan's words", "state", "by"],
+        answered.iter().map(|item| {
+            let by: Vec<String> = item.answers.iter().filter(|a| a.example == id).map(ToString::to_string).collect();
+            vec![item.id.clone(), item.text.clone(), item.state.to_string(), by.join(", ")]
+        }),
+    );
+    out.json(&GuideSection { section, answers: answered })
+}
+
+#[derive(Serialize)]
+struct GuideSection<'a> {
+    #[serde(flatten)]
+    section: &'a guide::Section<'a>,
+    /// The items of the plan this example answers.
+    answers: Vec<&'a Item>,
 }
 
 #[derive(Serialize)]
