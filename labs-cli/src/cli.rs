@@ -94,6 +94,10 @@ pub enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Print an example's section of the guide; without one, the list of sections.
+    Guide(GuideArgs),
+    /// Every item of the learning plan, the lab that answers it, and how far (verified, shown, ...).
+    Questions(QuestionsArgs),
     /// Manage the embedded emulator.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
@@ -252,6 +256,19 @@ pub enum EmulatorCommand {
     Path,
 }
 
+#[derive(Debug, Args)]
+pub struct GuideArgs {
+    /// example-1, example-2, ... (default: list the sections)
+    pub example: Option<ExampleId>,
+}
+
+#[derive(Debug, Args)]
+pub struct QuestionsArgs {
+    /// Print the map page (references/learning-map.md) instead of the table.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -293,6 +310,9 @@ mod tests {
         "--follow",
         "--rate",
         "--keys",
+        "guide",
+        "questions",
+        "--markdown",
         "example-1",
         "example-9",
         "ex3",

@@ -6,6 +6,7 @@ mod commands;
 mod driver;
 mod emulator;
 mod examples;
+mod learning;
 mod output;
 mod provision;
 mod target;
@@ -47,6 +48,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             examples::bench(&target, args.example, &args.options(), out).await?;
         }
         Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,
+        Command::Guide(args) => learning::guide(args.example, out)?,
+        Command::Questions(args) => learning::questions(args.markdown, out)?,
         Command::Emulator(command) => commands::emulator(command, out)?,
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "labs", &mut std::io::stdout());
