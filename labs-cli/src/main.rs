@@ -10,6 +10,7 @@ mod output;
 mod provision;
 mod target;
 mod toolchain;
+mod triggers;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,
         Command::Emulator(command) => commands::emulator(command, out)?,
+        Command::Triggers(command) => commands::triggers(global, command, out).await?,
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "labs", &mut std::io::stdout());
         }
