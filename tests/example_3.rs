@@ -255,3 +255,35 @@ async fn the_runner_killed_mid_stream_and_started_again_skips_nothing() {
     assert_eq!(verified["passed"], true, "{verified}");
     assert_eq!(verified["products"], 160, "{verified}");
 }
+
+/// The settings of the prefix's one mapping, as `labs status --json` shows them.
+fn mapping_settings(p: &str) -> String {
+    let status = labs(p, &["status", "--json"]).ok().json();
+    let mappings = status["mappings"].as_array().unwrap();
+    assert_eq!(mappings.len(), 1, "{status}");
+    assert_eq!(mappings[0]["run_by"], "labs runner");
+    mappings[0]["settings"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn triggers_set_changes_the_runner_and_up_restores_the_declaration() {
+    let p = prefix("ex3set");
+    let _teardown = Teardown { prefix: &p, example: "example-3" };
+    labs(&p, &["up", "example-3"]).ok();
+    assert!(mapping_settings(&p).contains("retries 2, max age unlimited, bisect on"), "{}", mapping_settings(&p));
+
+    let refused = labs(&p, &["triggers", "set", "ex3-cdc-indexer", "--parallelization", "11"]).fails();
+    assert!(refused.error_line().contains("ParallelizationFactor 11"), "{}", refused.stderr);
+    labs(
+        &p,
+        &["triggers", "set", "ex3-cdc-indexer", "--max-retries", "-1", "--bisect", "off", "--max-record-age", "60"],
+    )
+    .ok();
+    let changed = mapping_settings(&p);
+    assert!(changed.contains("retries unlimited, max age 60 s, bisect off"), "{changed}");
+
+    // The declaration is the truth again after `up`, with nothing for the engine to change.
+    let up = labs(&p, &["up", "example-3", "--json"]).ok().json();
+    assert!(up["changes"].as_array().unwrap().iter().all(|c| c["action"]["action"] == "unchanged"), "{up}");
+    assert!(mapping_settings(&p).contains("retries 2, max age unlimited, bisect on"), "{}", mapping_settings(&p));
+}
