@@ -225,10 +225,27 @@ pub struct BuildArgs {
     pub example: Option<ExampleId>,
 }
 
+/// What `labs bench` measures: an example, or `triggers` (labs' runner beside the emulator's own
+/// poller).
+#[derive(Debug, Clone, Copy)]
+pub enum BenchSubject {
+    Example(ExampleId),
+    Triggers,
+}
+
+impl std::str::FromStr for BenchSubject {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "triggers" { Ok(Self::Triggers) } else { text.parse().map(Self::Example) }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    pub example: ExampleId,
-    /// Records (example 1) or writes (example 3) to measure with.
+    /// example-1, example-3, ... or `triggers` (the stream-trigger runner beside the emulator's poller)
+    pub subject: BenchSubject,
+    /// Records (example 1, triggers) or writes (example 3) to measure with.
     #[arg(long)]
     pub count: Option<usize>,
 }
