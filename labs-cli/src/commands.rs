@@ -189,7 +189,7 @@ fn show_mappings(mappings: &[triggers::MappingStatus], out: Output) {
                 "ms behind",
                 "retries in progress",
                 "last result",
-                "sent to on-failure",
+                "sent to on-failure since start",
             ],
             shards,
         );
