@@ -10,7 +10,8 @@ use labs_infra::{Action, Engine, SdkContext, stack};
 use serde::Serialize;
 
 use crate::cli::{
-    BuildArgs, ConsumeArgs, EmulatorCommand, ExampleArg, GlobalArgs, KeyStrategy, ProduceArgs, StartFrom, UpArgs,
+    BuildArgs, ConsumeArgs, EmulatorCommand, ExampleArg, GlobalArgs, KeyStrategy, ProduceArgs, StartFrom,
+    TriggersCommand, UpArgs,
 };
 use crate::driver::clickstream;
 use crate::driver::kinesis::{self, Position, Until};
@@ -20,6 +21,7 @@ use crate::output::{self, Output, note};
 use crate::provision;
 use crate::target::Target;
 use crate::toolchain;
+use crate::triggers;
 
 /// The stack `labs doctor` deploys (`infra/stacks/probe.toml`), and its one function.
 const PROBE_STACK: &str = "probe";
@@ -82,6 +84,7 @@ struct StatusReport {
     target: crate::target::TargetKind,
     emulator: Option<emulator::Status>,
     examples: Vec<ExampleStatus>,
+    mappings: Vec<triggers::MappingStatus>,
 }
 
 #[derive(Serialize)]
@@ -112,10 +115,13 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
         );
     }
     let mut examples = Vec::new();
+    let mut mappings = Vec::new();
     if emulator.as_ref().is_none_or(|s| s.healthy) {
         let engine = Engine::connect(&target.clients, &target.prefix).await?;
+        let mut stacks = Vec::new();
         for (about, _) in examples::built() {
             let stack = about.id.stack()?;
+            stacks.push(stack.clone());
             let plan = engine.plan(&stack, &HashMap::new()).await?;
             let provisioned = plan.changes.iter().filter(|c| c.action != Action::Create).count();
             examples.push(ExampleStatus { example: about.id.to_string(), provisioned, declared: plan.changes.len() });
@@ -132,10 +138,95 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
                 vec![e.example.clone(), format!("{} of {}", e.provisioned, e.declared), state.to_owned()]
             }),
         );
+        mappings = triggers::status(&target, &stacks).await?;
+        show_mappings(&mappings, out);
     } else {
         out.say("The emulator is not running: `labs emulator up` starts it (any other command does too).");
     }
-    out.json(&StatusReport { target: target.kind.clone(), emulator, examples })
+    out.json(&StatusReport { target: target.kind.clone(), emulator, examples, mappings })
+}
+
+fn show_mappings(mappings: &[triggers::MappingStatus], out: Output) {
+    if mappings.is_empty() {
+        return;
+    }
+    out.table(
+        "Stream mappings",
+        &["mapping", "run by", "settings", "iterator age"],
+        mappings.iter().map(|m| {
+            let run_by = match (m.run_by, m.runner_pid) {
+                (who, Some(pid)) => format!("{who} (pid {pid})"),
+                (who, None) if m.iterator_age_source.starts_with("MillisBehind") => {
+                    format!("{who} (not running: `labs up` starts it)")
+                }
+                (who, None) => who.to_owned(),
+            };
+            vec![m.mapping.clone(), run_by, m.settings.clone(), m.iterator_age_source.to_owned()]
+        }),
+    );
+    let shards: Vec<Vec<String>> = mappings
+        .iter()
+        .flat_map(|m| {
+            m.shards.iter().map(|s| {
+                let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+                vec![
+                    m.mapping.clone(),
+                    s.shard_id.clone(),
+                    or_dash(s.checkpoint.clone()) + if s.finished { " (finished)" } else { "" },
+                    or_dash(s.millis_behind_latest.map(|n| n.to_string())),
+                    or_dash(s.retries_in_progress.map(|n| n.to_string())),
+                    or_dash(s.last_result.clone()),
+                    or_dash(s.discarded_batches.map(|n| n.to_string())),
+                ]
+            })
+        })
+        .collect();
+    if !shards.is_empty() {
+        out.table(
+            "Shards of the mappings labs' runner executes",
+            &[
+                "mapping",
+                "shard",
+                "checkpoint",
+                "ms behind",
+                "retries in progress",
+                "last result",
+                "sent to on-failure since start",
+            ],
+            shards,
+        );
+    }
+}
+
+pub async fn triggers(global: &GlobalArgs, command: &TriggersCommand, out: Output) -> Result<()> {
+    match command {
+        TriggersCommand::Serve => {
+            let target = Target::resolve(&global.target(), false).await?;
+            triggers::serve(&target).await
+        }
+        TriggersCommand::Logs { tail } => {
+            let target = Target::resolve(&global.target(), false).await?;
+            let Some(endpoint) = target.endpoint() else {
+                bail!("on AWS, Lambda runs the mappings: their logs are the function's CloudWatch logs");
+            };
+            let path = triggers::log_path(endpoint, &target.prefix)?;
+            let text = std::fs::read_to_string(&path).map_err(|_| {
+                anyhow::anyhow!("no runner log yet at {} (`labs up` starts the runner)", path.display())
+            })?;
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(*tail)..] {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        TriggersCommand::Set(args) => {
+            let target = Target::resolve(&global.target(), true).await?;
+            target.confirm(&format!("Change the mapping {} on {}?", args.mapping, target.kind.describe()))?;
+            let (mapping, settings) = triggers::set(&target, &args.mapping, &args.changes()).await?;
+            out.say(format!("{mapping}: {settings}"));
+            out.json(&serde_json::json!({ "mapping": mapping, "settings": settings }))
+        }
+    }
 }
 
 pub async fn produce(global: &GlobalArgs, args: &ProduceArgs, out: Output) -> Result<()> {
@@ -398,6 +489,10 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             out.json(&emulator::status(port)?)
         }
         EmulatorCommand::Down => {
+            let runners = triggers::stop_all_on(&emulator::endpoint(port))?;
+            if runners > 0 {
+                note(format!("stopped {runners} stream-trigger runner(s)"));
+            }
             let stopped = emulator::down(port)?;
             out.say(if stopped {
                 "stopped the embedded emulator"

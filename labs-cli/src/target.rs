@@ -46,12 +46,17 @@ pub struct TargetChoice {
     pub endpoint_url: Option<String>,
     pub aws: bool,
     pub yes: bool,
+    /// On an endpoint, let its own event source mappings run stream triggers instead of labs'
+    /// runner.
+    pub endpoint_mappings: bool,
 }
 
 pub struct Target {
     pub kind: TargetKind,
     pub clients: Clients,
     pub prefix: String,
+    /// Stream triggers run by the endpoint's own mappings, not labs' runner (never on AWS).
+    pub endpoint_mappings: bool,
     yes: bool,
 }
 
@@ -152,7 +157,21 @@ impl Target {
             (TargetKind::Embedded { endpoint }, config)
         };
         note(format!("target: {}, prefix {}", kind.describe(), global.prefix));
-        Ok(Self { kind, clients: Clients::new(&config), prefix: global.prefix.clone(), yes: global.yes })
+        Ok(Self {
+            kind,
+            clients: Clients::new(&config),
+            prefix: global.prefix.clone(),
+            endpoint_mappings: global.endpoint_mappings,
+            yes: global.yes,
+        })
+    }
+
+    /// The endpoint's URL, except on real AWS.
+    pub fn endpoint(&self) -> Option<&str> {
+        match &self.kind {
+            TargetKind::Embedded { endpoint } | TargetKind::Endpoint { endpoint } => Some(endpoint),
+            TargetKind::Aws { .. } => None,
+        }
     }
 
     /// The full name of a declared resource under this target's prefix.
