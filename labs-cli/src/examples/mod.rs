@@ -71,6 +71,8 @@ macro_rules! example {
     };
 }
 
+mod scenario;
+
 pub mod example_1;
 pub mod example_2;
 pub mod example_3;

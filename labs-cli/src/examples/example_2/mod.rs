@@ -28,6 +28,7 @@ use serde::Serialize;
 use shipping_worker::DynamoEffects;
 
 use self::consumers::Handled;
+use super::scenario::{ScenarioReport, report};
 use super::{About, RunOptions, VerifyOptions};
 use crate::driver::dynamodb as db;
 use crate::driver::messaging::{self, Outgoing, Received};
@@ -237,22 +238,6 @@ fn outgoing(order: &Order) -> Outgoing {
 
 fn join(seqs: &[u64]) -> String {
     seqs.iter().map(u64::to_string).collect::<Vec<_>>().join(" ")
-}
-
-/// One scenario's outcome, for `--json` and for deciding whether the run succeeded.
-#[derive(Serialize)]
-struct ScenarioReport {
-    scenario: &'static str,
-    seed: u64,
-    /// What went against the lesson, if anything.
-    problem: Option<String>,
-    #[serde(flatten)]
-    details: serde_json::Value,
-}
-
-fn report(scenario: &'static str, seed: u64, problems: Vec<String>, details: impl Serialize) -> Result<ScenarioReport> {
-    let problem = (!problems.is_empty()).then(|| format!("{scenario}: {}", problems.join("; ")));
-    Ok(ScenarioReport { scenario, seed, problem, details: serde_json::to_value(details)? })
 }
 
 fn timeline(title: &str, out: Output, log: &[Handled]) {

@@ -33,6 +33,7 @@ use ledger_projector::{
 use serde::Serialize;
 use tokio::sync::Barrier;
 
+use super::scenario::{ScenarioReport, report};
 use super::{About, BenchOptions, RunOptions, VerifyOptions};
 use crate::driver::dynamodb as db;
 use crate::driver::kinesis::{self, Position};
@@ -457,22 +458,6 @@ fn describe(command: &Command) -> String {
 fn money(cents: i64) -> String {
     let sign = if cents < 0 { "-" } else { "" };
     format!("{sign}{}.{:02}", cents.unsigned_abs() / 100, cents.unsigned_abs() % 100)
-}
-
-/// One scenario's outcome, for `--json` and for deciding whether the run succeeded.
-#[derive(Serialize)]
-struct ScenarioReport {
-    scenario: &'static str,
-    seed: u64,
-    /// What went against the lesson, if anything.
-    problem: Option<String>,
-    #[serde(flatten)]
-    details: serde_json::Value,
-}
-
-fn report(scenario: &'static str, seed: u64, problems: Vec<String>, details: impl Serialize) -> Result<ScenarioReport> {
-    let problem = (!problems.is_empty()).then(|| format!("{scenario}: {}", problems.join("; ")));
-    Ok(ScenarioReport { scenario, seed, problem, details: serde_json::to_value(details)? })
 }
 
 #[derive(Serialize)]
