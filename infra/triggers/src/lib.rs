@@ -95,6 +95,7 @@
 
 pub mod event;
 mod failure;
+mod filter;
 mod lane;
 mod ledger;
 mod outcome;
@@ -105,10 +106,15 @@ pub mod runner;
 mod settings;
 mod shard;
 mod timefmt;
+mod window;
 
 pub use failure::{BatchInfo, BatchRange, Condition, FailureRecord, RequestContext, ResponseContext};
+pub use filter::{FilterCriteria, FilterError, MAX_FILTERS};
 pub use outcome::{FunctionErrorKind, InvokeFailure, ItemFailures, ItemIdentifier, Outcome};
 pub use position::{IteratorStart, ShardHistory, iterator_start};
 pub use record::{Millis, Record, RecordMeta, ShardContext, SourceKind};
 pub use settings::{MappingSettings, Pacing, RecordAgeLimit, RetryLimit, SettingsError, StartingPosition};
 pub use shard::{CompletionError, Discard, Invocation, InvocationId, ShardMachine, ShardStatus, Step};
+pub use window::{
+    MAX_WINDOW_STATE_BYTES, OpenWindowStatus, WINDOW_QUIET_MILLIS, WindowInvocation, WindowState, state_bytes,
+};
