@@ -112,7 +112,7 @@ fn is_scalar(value: &Value) -> bool {
 
 /// `[">", 0, "<=", 5]` as (operator, bound) pairs; `None` if malformed.
 fn numeric_terms(terms: &[Value]) -> Option<Vec<(&str, f64)>> {
-    if terms.is_empty() || terms.len() % 2 != 0 || terms.len() > 4 {
+    if terms.is_empty() || !terms.len().is_multiple_of(2) || terms.len() > 4 {
         return None;
     }
     terms
