@@ -738,3 +738,72 @@ async fn at_timestamp_starts_at_the_first_record_at_or_after_the_instant() {
     assert!(!deliveries.contains_key(&before[0]), "written before the instant");
     assert!(after.iter().all(|s| deliveries.get(s) == Some(&1)), "{deliveries:?}");
 }
+
+#[tokio::test]
+#[ignore = "needs an emulator (LABS_TRIGGERS_TEST_ENDPOINT) and the trigger-probe zip"]
+async fn a_table_stream_window_carries_every_change_to_its_final_invocation() {
+    let lab = lab("tablewin").await;
+    let table = format!("{}-items", lab.prefix);
+    let created = lab
+        .clients
+        .dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stream_arn = created.table_description().unwrap().latest_stream_arn().unwrap().to_owned();
+    lab.clients.dynamodb.wait_until_table_exists().table_name(&table).wait(WAIT).await.unwrap();
+    for i in 0..6 {
+        lab.clients
+            .dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("id", AttributeValue::S(format!("item-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let settings = MappingSettings::new(StartingPosition::TrimHorizon)
+        .with_batch_size(2)
+        .unwrap()
+        .with_tumbling_window(5)
+        .unwrap();
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping_of(&stream_arn, settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+
+    let started = Instant::now();
+    let (delivered, windows) = loop {
+        let delivered = lab.deliveries().await;
+        let windows = lab.window_items().await;
+        let in_windows: usize = windows.values().map(|(seen, _)| seen.len()).sum();
+        if delivered.len() == 6 && in_windows == 6 {
+            break (delivered, windows);
+        }
+        assert!(started.elapsed() < WAIT, "windows never closed over every change: {delivered:?} {windows:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let mut in_windows: Vec<String> = windows.values().flat_map(|(seen, _)| seen.clone()).collect();
+    in_windows.sort();
+    let mut changes: Vec<String> = delivered.keys().cloned().collect();
+    changes.sort();
+    assert_eq!(in_windows, changes, "every change in exactly one window's final state");
+    assert!(windows.values().all(|(_, is_final)| *is_final));
+    assert!(windows.values().any(|(seen, _)| seen.len() > 2), "a window spanned batches of 2: {windows:?}");
+}

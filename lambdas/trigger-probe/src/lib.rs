@@ -15,8 +15,9 @@
 //! item `window#<shardId>#<start>` (`seen`, `is_final`, `records` in that invocation).
 
 use aws_lambda_events::event::dynamodb::Event as DynamoDbEvent;
-use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisTimeWindowEvent};
+use aws_lambda_events::event::kinesis::KinesisEvent;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse, KinesisEventResponse};
+use aws_lambda_events::time_window::TimeWindowProperties;
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::Error;
 use serde_json::Value;
@@ -50,6 +51,10 @@ pub async fn handle<D: Deliveries + Windows>(deliveries: &D, payload: Value) -> 
     if payload.get("window").is_some() {
         return handle_window(deliveries, payload).await;
     }
+    handle_records(deliveries, payload).await
+}
+
+async fn handle_records<D: Deliveries>(deliveries: &D, payload: Value) -> Result<Value, Error> {
     let source = payload.pointer("/Records/0/eventSource").and_then(Value::as_str).unwrap_or("aws:kinesis");
     if source == "aws:dynamodb" {
         let event: DynamoDbEvent = serde_json::from_value(payload)?;
@@ -109,39 +114,48 @@ pub async fn handle_batch<D: Deliveries>(deliveries: &D, event: &KinesisEvent) -
 /// The window state key holding the sequence numbers seen so far.
 pub const SEEN: &str = "seen";
 
-/// A tumbling-window invocation: the records are handled as usual (poison fails, partial is
-/// reported), the sequence numbers of those that succeeded join `seen`, and the final state is
-/// stored. Reads the raw JSON: `aws_lambda_events`' window response type has no
-/// `batchItemFailures`.
+/// A tumbling-window invocation from either source: the records are handled as usual (poison
+/// fails, partial is reported), the sequence numbers of those before the lowest failure join
+/// `seen`, and the state given to a final (or early-termination) invocation is stored. Reads the
+/// raw JSON: `aws_lambda_events`' window response types lack `batchItemFailures` (Kinesis).
 pub async fn handle_window<D: Deliveries + Windows>(deliveries: &D, payload: Value) -> Result<Value, Error> {
-    let event: KinesisTimeWindowEvent = serde_json::from_value(payload)?;
-    let properties = &event.time_window_properties;
+    let properties: TimeWindowProperties = serde_json::from_value(payload.clone())?;
     let mut seen: Vec<String> = properties
         .state
         .get(SEEN)
         .map(|seen| seen.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default();
+    let records = payload.get("Records").and_then(Value::as_array).cloned().unwrap_or_default();
     if properties.is_final_invoke_for_window || properties.is_window_terminated_early {
         let shard_id = properties.shard_id.clone().unwrap_or_default();
         let key = format!("window#{shard_id}#{}", properties.window.start.timestamp_millis());
-        deliveries
-            .store(&key, &seen.join(","), properties.is_final_invoke_for_window, event.kinesis_event.records.len())
-            .await?;
+        deliveries.store(&key, &seen.join(","), properties.is_final_invoke_for_window, records.len()).await?;
     }
-    let response = handle_batch(deliveries, &event.kinesis_event).await?;
-    // Only the records before the lowest failure count: the rest comes again.
-    let failed: Vec<&str> =
-        response.batch_item_failures.iter().filter_map(|failure| failure.item_identifier.as_deref()).collect();
-    for record in &event.kinesis_event.records {
-        if failed.contains(&record.kinesis.sequence_number.as_str()) {
+    let failures = if records.is_empty() {
+        Value::Array(Vec::new())
+    } else {
+        let response = handle_records(deliveries, serde_json::json!({ "Records": records })).await?;
+        response.get("batchItemFailures").cloned().unwrap_or(Value::Array(Vec::new()))
+    };
+    let failed: Vec<&str> = failures
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|failure| failure.get("itemIdentifier").and_then(Value::as_str))
+        .collect();
+    for record in &records {
+        let sequence_number = record
+            .pointer("/kinesis/sequenceNumber")
+            .or_else(|| record.pointer("/dynamodb/SequenceNumber"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        // Only the records before the lowest failure count: the rest comes again.
+        if failed.contains(&sequence_number) {
             break;
         }
-        seen.push(record.kinesis.sequence_number.clone());
+        seen.push(sequence_number.to_owned());
     }
-    Ok(serde_json::json!({
-        "state": { SEEN: seen.join(",") },
-        "batchItemFailures": response.batch_item_failures,
-    }))
+    Ok(serde_json::json!({ "state": { SEEN: seen.join(",") }, "batchItemFailures": failures }))
 }
 
 /// Counts deliveries per sequence number in DynamoDB.
