@@ -211,9 +211,15 @@ impl<R: Record> ShardMachine<R> {
 
     pub fn status(&self) -> ShardStatus {
         let works = self.lanes.iter().filter_map(|lane| lane.work.as_ref());
+        let closing_in_flight = self
+            .windows
+            .as_ref()
+            .and_then(|windows| windows.closing.as_ref())
+            .is_some_and(|closing| matches!(closing.phase, Phase::InFlight { .. }));
         ShardStatus {
             pending_records: self.ledger.len(),
-            in_flight: works.clone().filter(|work| matches!(work.phase, Phase::InFlight { .. })).count(),
+            in_flight: works.clone().filter(|work| matches!(work.phase, Phase::InFlight { .. })).count()
+                + usize::from(closing_in_flight),
             retries_in_progress: works.map(|work| work.retries).max().unwrap_or(0),
             discarded_batches: self.discarded_batches,
             filtered_records: self.filtered_records,

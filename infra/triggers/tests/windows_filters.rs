@@ -287,6 +287,27 @@ fn p7_a_shard_with_windows_runs_one_batch_at_a_time() {
     assert_eq!((status.records, status.state_bytes), (1, r#"{"n":"1"}"#.len()));
 }
 
+#[test]
+fn status_shows_the_open_window_and_its_final_invocation_in_flight() {
+    let mut machine: ShardMachine<RecordMeta> =
+        ShardMachine::new(windowed(60), Default::default(), support::kinesis_shard(), None, T0);
+    machine.offer(records(2, T0, 1));
+    let Step::Invoke(batch) = machine.poll(T0) else { panic!("expected the batch") };
+    machine.complete_with_state(batch.id, Outcome::success(), Some(WindowState::new()), T0 + 5).unwrap();
+    assert!(matches!(machine.poll(T0 + 5), Step::WaitUntil(at) if at == T0 + MINUTE + WINDOW_QUIET_MILLIS));
+    let Step::Invoke(last) = machine.poll(T0 + MINUTE + WINDOW_QUIET_MILLIS) else { panic!("expected the final") };
+    assert!(last.window.as_ref().unwrap().is_final);
+    let status = machine.status();
+    assert_eq!(status.in_flight, 1);
+    assert_eq!(status.pending_records, 2, "held back from the checkpoint until the final succeeds");
+    let window = status.open_window.unwrap();
+    assert!(window.closing);
+    assert_eq!(window.records, 2);
+    machine.complete_with_state(last.id, Outcome::success(), Some(WindowState::new()), T0 + MINUTE + 4_000).unwrap();
+    assert!(matches!(machine.poll(T0 + MINUTE + 4_000), Step::Checkpoint(c) if c == seq(1)));
+    assert_eq!(machine.status().open_window, None);
+}
+
 // --- Rule 13 / F1-F4: filtering -------------------------------------------------------------
 
 /// A record with a JSON payload, viewed as Kinesis views it.
