@@ -16,6 +16,8 @@ use serde_json::{Map, Number, Value, json};
 use thiserror::Error;
 
 use crate::record::{Millis, Record};
+use crate::timefmt;
+use crate::window::WindowInvocation;
 
 /// Where the records come from and who reads them: what every record of an event repeats.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,22 @@ impl Record for KinesisInput {
     }
     fn size_bytes(&self) -> u64 {
         (self.data.len() + self.partition_key.len()) as u64
+    }
+    /// The record's metadata with `data` decoded as JSON; data that is not JSON leaves `data`
+    /// out, so only a pattern on metadata can match it (spec F3).
+    fn filter_view(&self) -> Value {
+        let mut view = json!({
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": self.partition_key,
+            "sequenceNumber": self.sequence_number,
+            "approximateArrivalTimestamp": epoch_seconds(self.arrival_millis),
+            "eventSource": "aws:kinesis",
+            "eventName": "aws:kinesis:record",
+        });
+        if let Ok(data) = serde_json::from_slice::<Value>(&self.data) {
+            view["data"] = data;
+        }
+        view
     }
 }
 
@@ -116,6 +134,29 @@ impl Record for DynamoDbInput {
     }
     fn size_bytes(&self) -> u64 {
         self.size_bytes
+    }
+    /// The record as sent, typed JSON images included: patterns use `{"S": [...]}` (spec F3).
+    fn filter_view(&self) -> Value {
+        let mut change = json!({
+            "ApproximateCreationDateTime": epoch_seconds(self.creation_millis),
+            "Keys": self.keys,
+            "SequenceNumber": self.sequence_number,
+            "SizeBytes": self.size_bytes,
+            "StreamViewType": self.stream_view_type,
+        });
+        if let Some(image) = &self.new_image {
+            change["NewImage"] = Value::Object(image.clone());
+        }
+        if let Some(image) = &self.old_image {
+            change["OldImage"] = Value::Object(image.clone());
+        }
+        json!({
+            "eventID": self.event_id,
+            "eventName": self.event_name,
+            "eventVersion": "1.1",
+            "eventSource": "aws:dynamodb",
+            "dynamodb": change,
+        })
     }
 }
 
@@ -227,6 +268,23 @@ fn dynamodb_record(source: &EventSource, input: &DynamoDbInput) -> Result<Value,
         }
     }
     Ok(value)
+}
+
+/// Adds the tumbling-window keys to an event (spec W3): `window` (ISO-8601, whole seconds),
+/// `state`, `shardId`, `eventSourceARN`, `isFinalInvokeForWindow`, `isWindowTerminatedEarly`.
+pub fn window_event(mut event: Value, source: &EventSource, window: &WindowInvocation) -> Value {
+    if let Some(object) = event.as_object_mut() {
+        object.insert(
+            "window".to_owned(),
+            json!({ "start": timefmt::iso_seconds(window.start), "end": timefmt::iso_seconds(window.end) }),
+        );
+        object.insert("state".to_owned(), Value::Object(window.state.clone()));
+        object.insert("shardId".to_owned(), Value::String(source.shard_id.clone()));
+        object.insert("eventSourceARN".to_owned(), Value::String(source.stream_arn.clone()));
+        object.insert("isFinalInvokeForWindow".to_owned(), Value::Bool(window.is_final));
+        object.insert("isWindowTerminatedEarly".to_owned(), Value::Bool(window.terminated_early));
+    }
+    event
 }
 
 fn stream_view_type(sequence_number: &str, view: &str) -> Result<StreamViewType, EventError> {

@@ -17,6 +17,8 @@ const RECORD_ENVELOPE_BYTES: u64 = 600;
 pub(crate) struct Slot<R> {
     pub position: u64,
     pub record: R,
+    /// Start of the tumbling window the record belongs to, when the mapping has windows.
+    pub window: Option<Millis>,
 }
 
 #[derive(Debug)]
@@ -55,14 +57,16 @@ impl<R: Record> Lane<R> {
     }
 
     /// Takes the next batch from the queue if one is due: `BatchSize` records gathered, the
-    /// payload limit reached, or the batching window over. Otherwise says when it will be.
+    /// payload limit reached, or the batching window over. Otherwise says when it will be. A
+    /// batch never spans two tumbling windows.
     pub(crate) fn form_batch(&mut self, settings: &MappingSettings, now: Millis) -> Result<(), Option<Millis>> {
-        if self.queue.is_empty() {
+        let Some(window) = self.queue.front().map(|slot| slot.window) else {
             return Err(None);
-        }
+        };
         let mut count = 0;
         let mut payload = 0;
-        for slot in self.queue.iter().take(settings.batch_size as usize) {
+        let same_window = self.queue.iter().take_while(|slot| slot.window == window);
+        for slot in same_window.take(settings.batch_size as usize) {
             let size = slot.record.size_bytes().div_ceil(3) * 4 + RECORD_ENVELOPE_BYTES;
             // A record too large on its own still goes alone; Lambda's answer then decides.
             if count > 0 && payload + size > MAX_PAYLOAD_BYTES {

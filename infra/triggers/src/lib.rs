@@ -7,7 +7,12 @@
 //!
 //! - [`ShardMachine`] (`shard.rs`, with `lane.rs` and `ledger.rs`): per shard, what to invoke
 //!   next, what to checkpoint, when to retry, bisect or give up, what to discard.
-//! - [`MappingSettings`] (`settings.rs`): the mapping's settings, validated as AWS validates them.
+//! - [`MappingSettings`] (`settings.rs`): the mapping's settings, validated as AWS validates them
+//!   (`TumblingWindowInSeconds`, `FilterCriteria` and `AT_TIMESTAMP` included;
+//!   [`MappingSettings::check_source`] refuses `AT_TIMESTAMP` on a table stream).
+//! - [`FilterCriteria`] (`filter.rs`): the filter patterns, matched against
+//!   [`Record::filter_view`]; tumbling windows (`window.rs`): [`WindowInvocation`],
+//!   [`OpenWindowStatus`].
 //! - [`Outcome`] (`outcome.rs`): how an invocation ended; [`response`] reads the function's answer.
 //! - [`FailureRecord`] (`failure.rs`): the on-failure destination message, in AWS's shape.
 //! - [`event`]: the invocation event JSON; [`iterator_start`]: where a shard starts.
@@ -30,17 +35,22 @@
 //!    as finished;
 //! 3. calls [`ShardMachine::poll`] with the current time until it answers `WaitUntil` or `Idle`,
 //!    doing each step in order:
-//!    - `Invoke`: build the event ([`event::kinesis_event`] / [`event::dynamodb_event`]), call
-//!      Lambda `Invoke` (`RequestResponse`) in a task, and when it returns map it to an
-//!      [`Outcome`] (a `FunctionError` header: [`Outcome::FunctionError`]; a 429 or 5xx:
+//!    - `Invoke`: build the event ([`event::kinesis_event`] / [`event::dynamodb_event`], plus
+//!      [`event::window_event`] when the invocation has a window), call Lambda `Invoke`
+//!      (`RequestResponse`) in a task, and when it returns map it to an [`Outcome`] (a
+//!      `FunctionError` header: [`Outcome::FunctionError`]; a 429 or 5xx:
 //!      [`Outcome::NotInvoked`]; otherwise [`Outcome::Returned`] with
-//!      [`response::item_failures`] of the payload) and call [`ShardMachine::complete`];
+//!      [`response::item_failures`] of the payload) and call
+//!      [`ShardMachine::complete_with_state`] with [`response::window_state`] of the payload;
 //!    - `Discard`: send the [`FailureRecord`] as JSON to the SQS queue or SNS topic if a
 //!      destination is given (a failed send is logged and does not stall the shard);
 //!    - `Checkpoint`: write it to the checkpoint table (after the `Discard` that precedes it);
 //! 4. waits for the first of: an invocation completing, the `WaitUntil` instant, the next poll of
 //!    the stream (Kinesis 1/s, DynamoDB 4/s), or cancellation; and every 2 s at most writes the
-//!    shard's [`runner::ShardReport`] beside its checkpoint for `labs status`.
+//!    shard's [`runner::ShardReport`] and open tumbling window ([`runner::WindowReport`], read
+//!    back with [`runner::CheckpointTable::load_window`]) beside its checkpoint for
+//!    `labs status`. Reading pauses while [`ShardMachine::buffered_records`] (records not yet
+//!    delivered) is above the bound.
 //!
 //! Settings changed at run time (`labs triggers set`) rebuild the machine from the stored
 //! checkpoint: in-flight work is redelivered, never skipped.
@@ -86,15 +96,32 @@
 //! - **Failure record `requestId`**: UUID-shaped, derived from shard, sequence range and time, so
 //!   the decisions stay repeatable.
 //!
-//! # Growing it (issue 14)
-//!
-//! Filters belong in [`ShardMachine::offer`]: a record no filter matches is finished at once (the
-//! checkpoint moves past it, F2) and never enters a lane. Tumbling windows add per-shard window
-//! state beside the lanes: batch formation stops at a window boundary, [`Invocation`] gains the
-//! window properties and state, and [`Outcome::Returned`] carries the returned `state`.
+//! - **Filters** (F2, F4): applied in [`ShardMachine::offer`]. A record no filter matches is
+//!   finished at once (the checkpoint moves past it, even when a whole batch's worth is
+//!   filtered and nothing is invoked) and never enters a lane, so `BatchSize` counts matching
+//!   records. Kinesis filters see `data` decoded as JSON beside the record's metadata
+//!   (`partitionKey`, `sequenceNumber`, `approximateArrivalTimestamp`, ...); data that is not
+//!   JSON has no `data` key, so only metadata patterns can match it. DynamoDB filters see the
+//!   record as sent (typed JSON images, `eventName`).
+//! - **Tumbling windows** (W1-W7, section 9 item 7; details in `window.rs`): windows by
+//!   `approximateArrivalTimestamp` (DynamoDB: `ApproximateCreationDateTime`), aligned to the
+//!   epoch, per shard; a batch never spans two windows; a shard with windows runs one batch at a
+//!   time whatever the `ParallelizationFactor` (the state is carried serially). A window is over
+//!   when a record of a later window is read, when the shard ends, or [`WINDOW_QUIET_MILLIS`]
+//!   (3 s; AWS waits up to about 2 minutes) after its end with nothing new. Its final invocation
+//!   is separate, with `"Records": []`, and is retried until it succeeds, blocking the shard.
+//!   A response without a `state` object fails the invocation (as a response, `functionError`
+//!   null); a partial response's state is taken with the records before its lowest failure; a
+//!   failed batch keeps the state it was given. A returned state over 1 MB ends the window early
+//!   (an invocation with no records and `isWindowTerminatedEarly`), then the window continues
+//!   with `{}`. A window's records are checkpointed when its final invocation succeeds, so a
+//!   restart redelivers an open window whole, with fresh state.
+//! - **`AT_TIMESTAMP`**: `GetShardIterator` `AT_TIMESTAMP` for every shard without a checkpoint,
+//!   children included; a checkpoint still wins.
 
 pub mod event;
 mod failure;
+mod filter;
 mod lane;
 mod ledger;
 mod outcome;
@@ -105,10 +132,15 @@ pub mod runner;
 mod settings;
 mod shard;
 mod timefmt;
+mod window;
 
 pub use failure::{BatchInfo, BatchRange, Condition, FailureRecord, RequestContext, ResponseContext};
+pub use filter::{FilterCriteria, FilterError, MAX_FILTERS};
 pub use outcome::{FunctionErrorKind, InvokeFailure, ItemFailures, ItemIdentifier, Outcome};
 pub use position::{IteratorStart, ShardHistory, iterator_start};
 pub use record::{Millis, Record, RecordMeta, ShardContext, SourceKind};
 pub use settings::{MappingSettings, Pacing, RecordAgeLimit, RetryLimit, SettingsError, StartingPosition};
 pub use shard::{CompletionError, Discard, Invocation, InvocationId, ShardMachine, ShardStatus, Step};
+pub use window::{
+    MAX_WINDOW_STATE_BYTES, OpenWindowStatus, WINDOW_QUIET_MILLIS, WindowInvocation, WindowState, state_bytes,
+};

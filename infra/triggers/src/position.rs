@@ -40,6 +40,8 @@ pub fn iterator_start(settings: &MappingSettings, history: &ShardHistory) -> Ite
     match (&history.checkpoint, settings.starting_position) {
         (Some(sequence_number), _) => IteratorStart::AfterSequenceNumber(sequence_number.clone()),
         (None, StartingPosition::TrimHorizon) => IteratorStart::TrimHorizon,
+        // Children too: what they hold before the instant is skipped as in any shard.
+        (None, StartingPosition::AtTimestamp(at)) => IteratorStart::AtTimestamp(at),
         (None, StartingPosition::Latest) if history.opened_after_start => IteratorStart::TrimHorizon,
         (None, StartingPosition::Latest) => match history.latest_since {
             Some(since) => IteratorStart::AtTimestamp(since),

@@ -35,6 +35,15 @@ pub trait Record: Clone {
     fn ordering_key(&self) -> &str;
     /// Bytes the record adds to the invocation payload (before base64).
     fn size_bytes(&self) -> u64;
+    /// The record as `FilterCriteria` patterns see it (spec F3). By default its metadata only:
+    /// `sequenceNumber`, `partitionKey` (the ordering key) and `approximateArrivalTimestamp`.
+    fn filter_view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sequenceNumber": self.sequence_number(),
+            "partitionKey": self.ordering_key(),
+            "approximateArrivalTimestamp": self.arrival_millis() as f64 / 1000.0,
+        })
+    }
 }
 
 /// A record reduced to what the decisions read; handy for tests and for callers that keep the

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::outcome::{ItemFailures, ItemIdentifier};
+use crate::window::WindowState;
 
 /// Reads `batchItemFailures` from a function's response payload.
 ///
@@ -24,6 +25,17 @@ pub fn item_failures(payload: &[u8]) -> ItemFailures {
         Some(_) => return ItemFailures::unreadable(),
     };
     ItemFailures(failures.iter().map(item_identifier).collect())
+}
+
+/// The `state` of a tumbling-window response (spec W4): `None` when the payload is not a JSON
+/// object with a `state` object (missing, `null` or another type), which fails the invocation.
+/// `batchItemFailures` beside it is read by [`item_failures`] as usual (the response type of
+/// `aws_lambda_events` 1.2.1 lacks it, so the raw JSON is read).
+pub fn window_state(payload: &[u8]) -> Option<WindowState> {
+    match serde_json::from_slice::<Value>(payload).ok()?.get_mut("state")?.take() {
+        Value::Object(state) => Some(state),
+        _ => None,
+    }
 }
 
 fn item_identifier(item: &Value) -> ItemIdentifier {
@@ -93,6 +105,16 @@ mod tests {
     fn reads_sequence_numbers() {
         let json = r#"{"batchItemFailures":[{"itemIdentifier":"49"},{"itemIdentifier":"7"}]}"#;
         assert_eq!(read(json), ItemFailures::of(["49", "7"]));
+    }
+
+    #[test]
+    fn a_window_response_needs_a_state_object() {
+        let state = window_state(br#"{"state":{"count":"2"},"batchItemFailures":[]}"#).unwrap();
+        assert_eq!(state.get("count"), Some(&Value::String("2".to_owned())));
+        assert_eq!(window_state(br#"{"state":{}}"#), Some(WindowState::new()));
+        for failure in ["", "null", "{}", r#"{"state":null}"#, r#"{"state":"x"}"#, r#"{"batchItemFailures":[]}"#, "x"] {
+            assert_eq!(window_state(failure.as_bytes()), None, "{failure}");
+        }
     }
 
     #[test]

@@ -3,22 +3,41 @@
 
 use thiserror::Error;
 
-/// Where a shard without a checkpoint starts reading. `AT_TIMESTAMP` comes with issue 14.
+use crate::filter::FilterCriteria;
+use crate::record::{Millis, SourceKind};
+
+/// Where a shard without a checkpoint starts reading (spec P5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartingPosition {
     /// The oldest untrimmed record.
     TrimHorizon,
     /// Just after the newest record: only records written afterwards are delivered.
     Latest,
+    /// `AT_TIMESTAMP` with `StartingPositionTimestamp` (here in epoch milliseconds): the first
+    /// record that arrived at or after it. Kinesis only; table streams reject it.
+    AtTimestamp(Millis),
 }
 
 impl StartingPosition {
-    /// Parses the API's spelling.
+    /// Parses the API's spelling. `AT_TIMESTAMP` needs its timestamp: use
+    /// [`StartingPosition::parse_with_timestamp`].
     pub fn parse(value: &str) -> Result<Self, SettingsError> {
-        match value {
-            "TRIM_HORIZON" => Ok(Self::TrimHorizon),
-            "LATEST" => Ok(Self::Latest),
-            other => Err(SettingsError::StartingPosition(other.to_owned())),
+        Self::parse_with_timestamp(value, None)
+    }
+
+    /// Parses `StartingPosition` with `StartingPositionTimestamp` (Unix seconds, fractions
+    /// allowed), which is valid only with `AT_TIMESTAMP`.
+    pub fn parse_with_timestamp(value: &str, timestamp_seconds: Option<f64>) -> Result<Self, SettingsError> {
+        match (value, timestamp_seconds) {
+            ("TRIM_HORIZON", None) => Ok(Self::TrimHorizon),
+            ("LATEST", None) => Ok(Self::Latest),
+            ("AT_TIMESTAMP", Some(seconds)) if seconds.is_finite() && seconds >= 0.0 => {
+                Ok(Self::AtTimestamp((seconds * 1000.0).round() as Millis))
+            }
+            ("AT_TIMESTAMP", _) | ("TRIM_HORIZON" | "LATEST", Some(_)) => {
+                Err(SettingsError::StartingPositionTimestamp(format!("{timestamp_seconds:?}")))
+            }
+            (other, _) => Err(SettingsError::StartingPosition(other.to_owned())),
         }
     }
 }
@@ -93,6 +112,10 @@ pub struct MappingSettings {
     pub report_batch_item_failures: bool,
     /// `DestinationConfig.OnFailure.Destination`: an SQS queue or SNS topic ARN.
     pub on_failure_destination: Option<String>,
+    /// `TumblingWindowInSeconds`: 0 (no window) or 1..=900.
+    pub tumbling_window_seconds: u32,
+    /// `FilterCriteria`: empty lets every record through.
+    pub filter_criteria: FilterCriteria,
 }
 
 impl MappingSettings {
@@ -108,6 +131,34 @@ impl MappingSettings {
             bisect_on_function_error: false,
             report_batch_item_failures: false,
             on_failure_destination: None,
+            tumbling_window_seconds: 0,
+            filter_criteria: FilterCriteria::default(),
+        }
+    }
+
+    /// `TumblingWindowInSeconds`, 0..=900 (0 turns windows off).
+    pub fn with_tumbling_window(mut self, seconds: u32) -> Result<Self, SettingsError> {
+        if seconds > 900 {
+            return Err(SettingsError::TumblingWindow(seconds));
+        }
+        self.tumbling_window_seconds = seconds;
+        Ok(self)
+    }
+
+    /// `FilterCriteria.Filters[].Pattern`: up to 5 patterns, OR-ed (spec F1).
+    pub fn with_filter_criteria(mut self, filter_criteria: FilterCriteria) -> Self {
+        self.filter_criteria = filter_criteria;
+        self
+    }
+
+    /// What `CreateEventSourceMapping` checks against the source: a table stream rejects
+    /// `AT_TIMESTAMP` (spec section 1: "Unsupported starting position for arn type").
+    pub fn check_source(&self, kind: SourceKind, stream_arn: &str) -> Result<(), SettingsError> {
+        match (kind, self.starting_position) {
+            (SourceKind::DynamoDbStreams, StartingPosition::AtTimestamp(_)) => {
+                Err(SettingsError::UnsupportedStartingPosition(stream_arn.to_owned()))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -210,8 +261,16 @@ pub enum SettingsError {
     MaximumRetryAttempts(i64),
     #[error("MaximumRecordAgeInSeconds {0} must be -1 or within 60..=604800")]
     MaximumRecordAgeInSeconds(i64),
-    #[error("StartingPosition {0:?} is not TRIM_HORIZON or LATEST (AT_TIMESTAMP is not supported yet)")]
+    #[error("StartingPosition {0:?} is not one of LATEST, AT_TIMESTAMP, TRIM_HORIZON")]
     StartingPosition(String),
+    #[error(
+        "StartingPositionTimestamp {0}: AT_TIMESTAMP needs a non-negative Unix time in seconds, and only AT_TIMESTAMP takes one"
+    )]
+    StartingPositionTimestamp(String),
+    #[error("Unsupported starting position for arn type: {0}")]
+    UnsupportedStartingPosition(String),
+    #[error("TumblingWindowInSeconds {0} is outside 0..=900")]
+    TumblingWindow(u32),
     #[error("on-failure destination {0:?} is not a standard SQS queue or SNS topic ARN")]
     Destination(String),
 }

@@ -13,6 +13,7 @@ use crate::ledger::Ledger;
 use crate::outcome::{ItemFailures, ItemIdentifier, Outcome};
 use crate::record::{Millis, Record, ShardContext};
 use crate::settings::{MappingSettings, Pacing};
+use crate::window::{ClosingKind, OpenWindowStatus, WindowInvocation, WindowState, Windows};
 
 /// Identifies one invocation so its outcome can be matched to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,6 +29,9 @@ pub struct Invocation<R> {
     pub records: Vec<R>,
     /// 1 for the first invocation of this exact batch, then 2, 3, ...
     pub attempt: u32,
+    /// With tumbling windows: the window, its state so far, and whether this is its final (or
+    /// early-termination) invocation, which carries no records.
+    pub window: Option<WindowInvocation>,
 }
 
 /// A batch the machine gave up on. Send `record` to `destination` when there is one; either way
@@ -70,6 +74,10 @@ pub struct ShardStatus {
     pub retries_in_progress: u32,
     /// Batches given up on (sent to the destination, or skipped without one).
     pub discarded_batches: u64,
+    /// Records no filter matched: checkpointed past, never delivered (spec F2).
+    pub filtered_records: u64,
+    /// The tumbling window under way, if any.
+    pub open_window: Option<OpenWindowStatus>,
 }
 
 /// One shard of one mapping.
@@ -88,6 +96,9 @@ pub struct ShardMachine<R> {
     last_served_lane: usize,
     shard_ended: bool,
     discarded_batches: u64,
+    filtered_records: u64,
+    /// Tumbling windows, when the mapping has them (then the shard has one lane).
+    windows: Option<Windows>,
 }
 
 impl<R: Record> ShardMachine<R> {
@@ -99,7 +110,11 @@ impl<R: Record> ShardMachine<R> {
         checkpoint: Option<String>,
         now: Millis,
     ) -> Self {
-        let lanes = (0..settings.parallelization_factor.max(1)).map(|_| Lane::new(now)).collect();
+        // A window's state is carried from one invocation to the next, so a shard with windows
+        // runs one batch at a time whatever the ParallelizationFactor.
+        let windows = (settings.tumbling_window_seconds > 0).then(|| Windows::new(settings.tumbling_window_seconds));
+        let lane_count = if windows.is_some() { 1 } else { settings.parallelization_factor.max(1) };
+        let lanes = (0..lane_count).map(|_| Lane::new(now)).collect();
         Self {
             settings,
             pacing,
@@ -113,6 +128,16 @@ impl<R: Record> ShardMachine<R> {
             last_served_lane: 0,
             shard_ended: false,
             discarded_batches: 0,
+            filtered_records: 0,
+            windows,
+        }
+    }
+
+    /// How long a window with nothing new waits past its end before its final invocation
+    /// (default [`crate::WINDOW_QUIET_MILLIS`]).
+    pub fn set_window_quiet_millis(&mut self, millis: Millis) {
+        if let Some(windows) = self.windows.as_mut() {
+            windows.quiet = millis.max(0);
         }
     }
 
@@ -123,8 +148,10 @@ impl<R: Record> ShardMachine<R> {
     }
 
     /// Adds records read from the shard, in shard order. Records at or before the newest one
-    /// already offered (or the checkpoint) are ignored, so re-reading is harmless.
+    /// already offered (or the checkpoint) are ignored, so re-reading is harmless. A record no
+    /// filter matches is finished at once: the checkpoint moves past it (spec F2).
     pub fn offer(&mut self, records: impl IntoIterator<Item = R>) {
+        let mut filtered = Vec::new();
         for record in records {
             let newer = self
                 .last_offered
@@ -135,8 +162,18 @@ impl<R: Record> ShardMachine<R> {
             }
             self.last_offered = Some(record.sequence_number().to_owned());
             let position = self.ledger.push(record.sequence_number());
+            let criteria = &self.settings.filter_criteria;
+            if !criteria.is_empty() && !criteria.matches(&record.filter_view()) {
+                filtered.push(position);
+                continue;
+            }
+            let window = self.windows.as_mut().map(|windows| windows.assign(record.arrival_millis()));
             let lane = self.lane_of(record.ordering_key());
-            self.lanes[lane].queue.push_back(Slot { position, record });
+            self.lanes[lane].queue.push_back(Slot { position, record, window });
+        }
+        if !filtered.is_empty() {
+            self.filtered_records += filtered.len() as u64;
+            self.finish(filtered.into_iter());
         }
     }
 
@@ -155,13 +192,38 @@ impl<R: Record> ShardMachine<R> {
         self.ledger.len()
     }
 
+    /// Records read and not yet delivered successfully or given up on: those waiting for a batch
+    /// and those in the current batches. Unlike [`ShardMachine::pending_records`] it leaves out
+    /// what an open tumbling window holds back from the checkpoint, so the runner's read bound
+    /// cannot stall a long window.
+    pub fn buffered_records(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(|lane| {
+                let work = lane
+                    .work
+                    .as_ref()
+                    .map_or(0, |work| work.batch.len() + work.halves.iter().map(Vec::len).sum::<usize>());
+                lane.queue.len() + work
+            })
+            .sum()
+    }
+
     pub fn status(&self) -> ShardStatus {
         let works = self.lanes.iter().filter_map(|lane| lane.work.as_ref());
+        let closing_in_flight = self
+            .windows
+            .as_ref()
+            .and_then(|windows| windows.closing.as_ref())
+            .is_some_and(|closing| matches!(closing.phase, Phase::InFlight { .. }));
         ShardStatus {
             pending_records: self.ledger.len(),
-            in_flight: works.clone().filter(|work| matches!(work.phase, Phase::InFlight { .. })).count(),
+            in_flight: works.clone().filter(|work| matches!(work.phase, Phase::InFlight { .. })).count()
+                + usize::from(closing_in_flight),
             retries_in_progress: works.map(|work| work.retries).max().unwrap_or(0),
             discarded_batches: self.discarded_batches,
+            filtered_records: self.filtered_records,
+            open_window: self.windows.as_ref().and_then(Windows::status),
         }
     }
 
@@ -170,6 +232,13 @@ impl<R: Record> ShardMachine<R> {
         loop {
             if let Some(step) = self.effects.pop_front() {
                 return step;
+            }
+            match self.step_window(now) {
+                Some(LaneStep::Invoke(invocation)) => return Step::Invoke(invocation),
+                Some(LaneStep::Progressed) => continue,
+                Some(LaneStep::WaitUntil(at)) => return Step::WaitUntil(at),
+                Some(LaneStep::Idle) => return Step::Idle,
+                None => {}
             }
             let mut wake: Option<Millis> = None;
             let mut progressed = false;
@@ -193,8 +262,50 @@ impl<R: Record> ShardMachine<R> {
         }
     }
 
-    /// Applies the outcome of an invocation the machine asked for.
+    /// Applies the outcome of an invocation the machine asked for. With tumbling windows use
+    /// [`ShardMachine::complete_with_state`]: here the response counts as one without `state`.
     pub fn complete(&mut self, id: InvocationId, outcome: Outcome, now: Millis) -> Result<(), CompletionError> {
+        self.complete_with_state(id, outcome, None, now)
+    }
+
+    /// Applies the outcome of an invocation and the `state` its response carried
+    /// ([`crate::response::window_state`]). Only tumbling windows read the state: there a
+    /// response without one is a failed invocation (spec W4), and a partial response's state is
+    /// taken with the records before its lowest failure.
+    pub fn complete_with_state(
+        &mut self,
+        id: InvocationId,
+        outcome: Outcome,
+        state: Option<WindowState>,
+        now: Millis,
+    ) -> Result<(), CompletionError> {
+        if let Some(windows) = self.windows.as_mut()
+            && let Some(closing) = windows.closing.as_mut()
+            && closing.phase == (Phase::InFlight { invocation: id.0 })
+        {
+            let reported_nothing =
+                |reported: &ItemFailures| reported.is_empty() || !self.settings.report_batch_item_failures;
+            let succeeded =
+                state.is_some() && matches!(&outcome, Outcome::Returned { reported } if reported_nothing(reported));
+            if !matches!(outcome, Outcome::NotInvoked(_)) {
+                closing.invocations += 1;
+            }
+            if succeeded {
+                let kind = closing.kind;
+                windows.closing = None;
+                if kind == ClosingKind::Final
+                    && let Some(open) = windows.open.take()
+                {
+                    self.finish(open.held.into_iter());
+                }
+            } else {
+                // Spec W5: a failed final invocation stops the shard until it succeeds.
+                closing.failures += 1;
+                closing.phase = Phase::Ready { not_before: now + self.pacing.retry_delay(closing.failures) };
+            }
+            return Ok(());
+        }
+        let windowed = self.windows.is_some();
         let lane = self
             .lanes
             .iter()
@@ -222,11 +333,17 @@ impl<R: Record> ShardMachine<R> {
                     self.fail_batch(lane, LastAnswer::FunctionError, now);
                 }
             }
+            Outcome::Returned { .. } if windowed && state.is_none() => {
+                // Spec W4: a window's response must carry `state`.
+                self.work_mut(lane).invocations += 1;
+                self.fail_batch(lane, LastAnswer::FailingResponse, now);
+            }
             Outcome::Returned { reported } => {
                 self.work_mut(lane).invocations += 1;
                 if !self.settings.report_batch_item_failures || reported.is_empty() {
+                    self.adopt_state(state, now);
                     let batch = std::mem::take(&mut self.work_mut(lane).batch);
-                    self.finish(batch.iter().map(|slot| slot.position));
+                    self.settle(batch.iter().map(|slot| slot.position));
                     self.next_half_or_free(lane, now);
                 } else {
                     match first_failed_index(&self.work_mut(lane).batch, &reported) {
@@ -238,7 +355,8 @@ impl<R: Record> ShardMachine<R> {
                             let done = std::mem::replace(&mut work.batch, rest);
                             let rest = std::mem::take(&mut work.batch);
                             work.restart_with(rest, now);
-                            self.finish(done.iter().map(|slot| slot.position));
+                            self.adopt_state(state, now);
+                            self.settle(done.iter().map(|slot| slot.position));
                         }
                         // The first record failed (no progress: a retry) or the response named
                         // something not in the batch (spec R5: the whole batch failed).
@@ -250,12 +368,65 @@ impl<R: Record> ShardMachine<R> {
         Ok(())
     }
 
+    /// The tumbling window's own steps, before the lane's: a final or early-termination
+    /// invocation under way or due, or the wait for the quiet period. `None`: the lane goes on.
+    fn step_window(&mut self, now: Millis) -> Option<LaneStep<R>> {
+        let ended = self.shard_ended;
+        let windows = self.windows.as_mut()?;
+        if let Some(closing) = windows.closing.as_mut() {
+            return Some(match closing.phase {
+                Phase::InFlight { .. } => LaneStep::Idle,
+                Phase::Ready { not_before } if now < not_before => LaneStep::WaitUntil(not_before),
+                Phase::Ready { .. } => {
+                    let invocation = self.next_invocation;
+                    self.next_invocation += 1;
+                    closing.phase = Phase::InFlight { invocation };
+                    let open = windows.open.as_ref().expect("a closing window is open");
+                    LaneStep::Invoke(Invocation {
+                        id: InvocationId(invocation),
+                        lane: 0,
+                        records: Vec::new(),
+                        attempt: closing.invocations + 1,
+                        window: Some(WindowInvocation {
+                            start: open.start,
+                            end: open.end,
+                            state: closing.state.clone(),
+                            is_final: closing.kind == ClosingKind::Final,
+                            terminated_early: closing.kind == ClosingKind::Early,
+                        }),
+                    })
+                }
+            });
+        }
+        let open = windows.open.as_ref()?;
+        let lane = &self.lanes[0];
+        if lane.work.is_some() {
+            return None;
+        }
+        let quiet_end = open.end + windows.quiet;
+        let over = match lane.queue.front() {
+            Some(slot) => slot.window != Some(open.start),
+            None => ended || now >= quiet_end,
+        };
+        if over {
+            windows.close(now);
+            return Some(LaneStep::Progressed);
+        }
+        lane.queue.is_empty().then_some(LaneStep::WaitUntil(quiet_end))
+    }
+
     fn step_lane(&mut self, lane: usize, now: Millis) -> LaneStep<R> {
         if self.lanes[lane].work.is_none() {
             match self.lanes[lane].form_batch(&self.settings, now) {
                 Ok(()) => {}
                 Err(Some(at)) => return LaneStep::WaitUntil(at),
                 Err(None) => return LaneStep::Idle,
+            }
+            let first_window = self.work_mut(lane).batch.first().and_then(|slot| slot.window);
+            if let (Some(windows), Some(start)) = (self.windows.as_mut(), first_window)
+                && windows.open.is_none()
+            {
+                windows.open(start);
             }
         }
         let age_limit = self.settings.record_age_limit;
@@ -285,6 +456,13 @@ impl<R: Record> ShardMachine<R> {
         }
         let invocation = self.next_invocation;
         self.next_invocation += 1;
+        let window = self.windows.as_ref().and_then(|windows| windows.open.as_ref()).map(|open| WindowInvocation {
+            start: open.start,
+            end: open.end,
+            state: open.state.clone(),
+            is_final: false,
+            terminated_early: false,
+        });
         let work = self.work_mut(lane);
         work.phase = Phase::InFlight { invocation };
         LaneStep::Invoke(Invocation {
@@ -292,6 +470,7 @@ impl<R: Record> ShardMachine<R> {
             lane,
             records: work.batch.iter().map(|slot| slot.record.clone()).collect(),
             attempt: work.invocations + 1,
+            window,
         })
     }
 
@@ -320,7 +499,23 @@ impl<R: Record> ShardMachine<R> {
             record,
             destination: self.settings.on_failure_destination.clone(),
         })));
-        self.finish(batch.iter().map(|slot| slot.position));
+        self.settle(batch.iter().map(|slot| slot.position));
+    }
+
+    /// A batch's records are done: finished now, or, inside a tumbling window, once the
+    /// window's final invocation succeeds (spec W5).
+    fn settle(&mut self, positions: impl Iterator<Item = u64>) {
+        match self.windows.as_mut().and_then(|windows| windows.open.as_mut()) {
+            Some(open) => open.held.extend(positions),
+            None => self.finish(positions),
+        }
+    }
+
+    /// Takes the state a successful (or partly successful) window invocation returned.
+    fn adopt_state(&mut self, state: Option<WindowState>, now: Millis) {
+        if let (Some(windows), Some(state)) = (self.windows.as_mut(), state) {
+            windows.adopt(state, now);
+        }
     }
 
     /// Marks records finished and queues a checkpoint if the finished prefix grew.

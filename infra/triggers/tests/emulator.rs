@@ -7,6 +7,7 @@
 //!     --lambda-dir target/lambda-build/lambda --package trigger-probe   # CARGO_TARGET_DIR=target/lambda-build
 //! LABS_TRIGGERS_TEST_ENDPOINT=http://127.0.0.1:4613 cargo test -p labs-triggers --test emulator -- --ignored
 //! ```
+//! (with `PATH="$(target/debug/labs emulator path)/venv/bin:$PATH"` for zig, as `tests/run.sh`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -24,7 +25,7 @@ use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
 use aws_sdk_sqs::types::QueueAttributeName;
 use labs_infra::Clients;
 use labs_triggers::runner::{CheckpointTable, Destinations, Runner, RunnerClients, StreamMapping, stop_signal};
-use labs_triggers::{MappingSettings, Pacing, StartingPosition};
+use labs_triggers::{FilterCriteria, MappingSettings, Pacing, StartingPosition};
 use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -222,6 +223,9 @@ impl Lab {
                 .unwrap();
             for item in scan.items() {
                 let sequence_number = item["sequence_number"].as_s().unwrap().clone();
+                if sequence_number.starts_with("window#") {
+                    continue;
+                }
                 let count = item["deliveries"].as_n().unwrap().parse().unwrap();
                 let first_at = item["first_at"].as_n().unwrap().parse().unwrap();
                 items.insert(sequence_number, (count, first_at));
@@ -231,6 +235,20 @@ impl Lab {
                 return items;
             }
         }
+    }
+
+    /// The windows the probe stored on final invocations: key to (sequence numbers seen, final).
+    async fn window_items(&self) -> HashMap<String, (Vec<String>, bool)> {
+        let scan = self.clients.dynamodb.scan().table_name(&self.deliveries_table).send().await.unwrap();
+        scan.items()
+            .iter()
+            .filter(|item| item["sequence_number"].as_s().unwrap().starts_with("window#"))
+            .map(|item| {
+                let seen = item["seen"].as_s().unwrap();
+                let seen = seen.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+                (item["sequence_number"].as_s().unwrap().clone(), (seen, *item["is_final"].as_bool().unwrap()))
+            })
+            .collect()
     }
 
     async fn checkpoint(&self) -> Option<String> {
@@ -608,4 +626,183 @@ async fn a_table_stream_poison_item_is_isolated_and_reported_as_ddb_stream_batch
         .await
         .unwrap();
     assert!(data.item().unwrap()["data"].as_s().unwrap().contains("poison"));
+}
+
+#[tokio::test]
+#[ignore = "needs an emulator (LABS_TRIGGERS_TEST_ENDPOINT) and the trigger-probe zip"]
+async fn a_windows_final_invocation_carries_the_state_of_every_batch_in_it() {
+    let lab = lab("window").await;
+    let settings = MappingSettings::new(StartingPosition::TrimHorizon)
+        .with_batch_size(2)
+        .unwrap()
+        .with_tumbling_window(5)
+        .unwrap();
+    let data: Vec<String> = (0..9).map(|i| format!("w{i}")).collect();
+    let written = lab.put(&data.iter().map(String::as_str).collect::<Vec<_>>()).await;
+
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+
+    // While a window is open, its status is written beside the checkpoint.
+    let table = CheckpointTable::new(lab.clients.dynamodb.clone(), &lab.checkpoints_table);
+    let mapping_id = format!("{}-mapping", lab.prefix);
+    let started = Instant::now();
+    let open = loop {
+        if let Some(window) = table.load_window(&mapping_id, &lab.shard_id).await.unwrap() {
+            break window;
+        }
+        assert!(started.elapsed() < WAIT, "no open window was ever reported");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(open.end_millis - open.start_millis, 5_000);
+    assert_eq!(open.start_millis % 5_000, 0, "aligned to the epoch");
+
+    // Checkpointed only once the last window's final invocation succeeded.
+    lab.wait_for_checkpoint(&written[8]).await;
+    while table.load_window(&mapping_id, &lab.shard_id).await.unwrap().is_some() {
+        assert!(started.elapsed() < WAIT, "the window never closed in the status");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let windows = lab.window_items().await;
+    assert!(!windows.is_empty());
+    assert!(windows.values().all(|(_, is_final)| *is_final), "no window ended early: {windows:?}");
+    let mut in_windows: Vec<String> = windows.values().flat_map(|(seen, _)| seen.clone()).collect();
+    in_windows.sort_by(|a, b| labs_core::sequence::compare(a, b));
+    assert_eq!(in_windows, written, "every record in exactly one window's final state");
+    let largest = windows.values().map(|(seen, _)| seen.len()).max().unwrap();
+    assert!(largest > 2, "some window spanned several batches of 2, its state carried: {windows:?}");
+    let deliveries = lab.deliveries().await;
+    assert!(written.iter().all(|s| deliveries.get(s) == Some(&1)), "{deliveries:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs an emulator (LABS_TRIGGERS_TEST_ENDPOINT) and the trigger-probe zip"]
+async fn filtered_records_are_never_delivered_and_the_checkpoint_moves_past_them() {
+    let lab = lab("filter").await;
+    let filters = FilterCriteria::parse([r#"{"data": {"keep": [true]}}"#]).unwrap();
+    let settings = MappingSettings::new(StartingPosition::TrimHorizon).with_filter_criteria(filters);
+    let written = lab
+        .put(&[
+            r#"{"keep": true, "n": 0}"#,
+            r#"{"keep": false}"#,
+            "not json",
+            r#"{"keep": true, "n": 3}"#,
+            r#"{"n": 4}"#,
+        ])
+        .await;
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+    lab.wait_for_checkpoint(&written[4]).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let deliveries = lab.deliveries().await;
+    let mut delivered: Vec<&String> = deliveries.keys().collect();
+    delivered.sort_by(|a, b| labs_core::sequence::compare(a, b));
+    assert_eq!(delivered, vec![&written[0], &written[3]]);
+    assert!(deliveries.values().all(|n| *n == 1));
+
+    // AT_TIMESTAMP is refused for a table stream before anything is read, as AWS refuses it.
+    let table_stream = "arn:aws:dynamodb:us-east-1:000000000000:table/t/stream/2026-01-01T00:00:00.000";
+    let at = MappingSettings::new(StartingPosition::AtTimestamp(0));
+    let (_stop, stopped) = stop_signal();
+    let error = lab.runner().run(lab.mapping_of(table_stream, at), stopped).await.unwrap_err();
+    assert_eq!(error, format!("Unsupported starting position for arn type: {table_stream}"));
+}
+
+#[tokio::test]
+#[ignore = "needs an emulator (LABS_TRIGGERS_TEST_ENDPOINT) and the trigger-probe zip"]
+async fn at_timestamp_starts_at_the_first_record_at_or_after_the_instant() {
+    let lab = lab("at").await;
+    let before = lab.put(&["before"]).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let instant = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let after = lab.put(&["after 1", "after 2"]).await;
+
+    let settings = MappingSettings::new(StartingPosition::AtTimestamp(instant));
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping(settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+    lab.wait_for_checkpoint(&after[1]).await;
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let deliveries = lab.deliveries().await;
+    assert!(!deliveries.contains_key(&before[0]), "written before the instant");
+    assert!(after.iter().all(|s| deliveries.get(s) == Some(&1)), "{deliveries:?}");
+}
+
+#[tokio::test]
+#[ignore = "needs an emulator (LABS_TRIGGERS_TEST_ENDPOINT) and the trigger-probe zip"]
+async fn a_table_stream_window_carries_every_change_to_its_final_invocation() {
+    let lab = lab("tablewin").await;
+    let table = format!("{}-items", lab.prefix);
+    let created = lab
+        .clients
+        .dynamodb
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder().attribute_name("id").attribute_type(ScalarAttributeType::S).build().unwrap(),
+        )
+        .key_schema(KeySchemaElement::builder().attribute_name("id").key_type(KeyType::Hash).build().unwrap())
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewImage)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let stream_arn = created.table_description().unwrap().latest_stream_arn().unwrap().to_owned();
+    lab.clients.dynamodb.wait_until_table_exists().table_name(&table).wait(WAIT).await.unwrap();
+    for i in 0..6 {
+        lab.clients
+            .dynamodb
+            .put_item()
+            .table_name(&table)
+            .item("id", AttributeValue::S(format!("item-{i}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    let settings = MappingSettings::new(StartingPosition::TrimHorizon)
+        .with_batch_size(2)
+        .unwrap()
+        .with_tumbling_window(5)
+        .unwrap();
+    let (stop, stopped) = stop_signal();
+    let (runner, mapping) = (lab.runner(), lab.mapping_of(&stream_arn, settings));
+    let running = tokio::spawn(async move { runner.run(mapping, stopped).await });
+
+    let started = Instant::now();
+    let (delivered, windows) = loop {
+        let delivered = lab.deliveries().await;
+        let windows = lab.window_items().await;
+        let in_windows: usize = windows.values().map(|(seen, _)| seen.len()).sum();
+        if delivered.len() == 6 && in_windows == 6 {
+            break (delivered, windows);
+        }
+        assert!(started.elapsed() < WAIT, "windows never closed over every change: {delivered:?} {windows:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    stop.send(true).unwrap();
+    running.await.unwrap().unwrap();
+
+    let mut in_windows: Vec<String> = windows.values().flat_map(|(seen, _)| seen.clone()).collect();
+    in_windows.sort();
+    let mut changes: Vec<String> = delivered.keys().cloned().collect();
+    changes.sort();
+    assert_eq!(in_windows, changes, "every change in exactly one window's final state");
+    assert!(windows.values().all(|(_, is_final)| *is_final));
+    assert!(windows.values().any(|(seen, _)| seen.len() > 2), "a window spanned batches of 2: {windows:?}");
 }

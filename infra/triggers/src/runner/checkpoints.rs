@@ -4,11 +4,14 @@
 //! drained), `latest_since` (N, epoch ms of the first read from `LATEST`) and `updated_at` (N,
 //! epoch ms); and the shard's status for `labs status` ([`ShardReport`]): `millis_behind_latest`,
 //! `retries_in_progress`, `pending_records`, `in_flight`, `discarded_batches` (N),
-//! `last_result` (S), `reported_at` (N).
+//! `last_result` (S), `reported_at` (N); and, while a tumbling window is open ([`WindowReport`]),
+//! `window_start`, `window_end` (N, epoch ms), `window_records`, `window_state_bytes` (N) and
+//! `window_closing` (BOOL), removed when no window is open.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::record::Millis;
+use crate::window::OpenWindowStatus;
 
 /// What the table says about one shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,12 +80,62 @@ impl CheckpointTable {
             .map_err(|e| format!("writing checkpoint of {shard_id} to {}: {}", self.table, error_text(&e)))
     }
 
-    /// Stores what `labs status` shows about a shard, beside its checkpoint.
+    /// Stores what `labs status` shows about a shard, beside its checkpoint (window attributes
+    /// are left as they are).
     pub async fn report(
         &self,
         mapping_id: &str,
         shard_id: &str,
         report: &ShardReport,
+        now: Millis,
+    ) -> Result<(), String> {
+        self.write_report(mapping_id, shard_id, report, None, now).await
+    }
+
+    /// Like [`CheckpointTable::report`], and the shard's open tumbling window: set, or removed
+    /// when `window` is `None`.
+    pub async fn report_with_window(
+        &self,
+        mapping_id: &str,
+        shard_id: &str,
+        report: &ShardReport,
+        window: Option<&WindowReport>,
+        now: Millis,
+    ) -> Result<(), String> {
+        self.write_report(mapping_id, shard_id, report, Some(window), now).await
+    }
+
+    /// The shard's open tumbling window as last reported, if one is open.
+    pub async fn load_window(&self, mapping_id: &str, shard_id: &str) -> Result<Option<WindowReport>, String> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("mapping_id", AttributeValue::S(mapping_id.to_owned()))
+            .key("shard_id", AttributeValue::S(shard_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| format!("reading the window of {shard_id} from {}: {}", self.table, error_text(&e)))?;
+        let Some(item) = item.item else { return Ok(None) };
+        let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+        let (Some(start), Some(end)) = (number("window_start"), number("window_end")) else { return Ok(None) };
+        Ok(Some(WindowReport {
+            start_millis: start,
+            end_millis: end,
+            records: number("window_records").unwrap_or_default().max(0) as u64,
+            state_bytes: number("window_state_bytes").unwrap_or_default().max(0) as u64,
+            closing: item.get("window_closing").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        }))
+    }
+
+    /// `window`: `None` leaves the window attributes alone, `Some(None)` removes them.
+    async fn write_report(
+        &self,
+        mapping_id: &str,
+        shard_id: &str,
+        report: &ShardReport,
+        window: Option<Option<&WindowReport>>,
         now: Millis,
     ) -> Result<(), String> {
         let number = |n: u64| AttributeValue::N(n.to_string());
@@ -106,8 +159,31 @@ impl CheckpointTable {
             set.push("millis_behind_latest = :behind");
             update = update.expression_attribute_values(":behind", AttributeValue::N(behind.to_string()));
         }
+        let mut expression = String::new();
+        match window {
+            None => {}
+            Some(Some(window)) => {
+                set.extend([
+                    "window_start = :wstart",
+                    "window_end = :wend",
+                    "window_records = :wrecords",
+                    "window_state_bytes = :wbytes",
+                    "window_closing = :wclosing",
+                ]);
+                update = update
+                    .expression_attribute_values(":wstart", AttributeValue::N(window.start_millis.to_string()))
+                    .expression_attribute_values(":wend", AttributeValue::N(window.end_millis.to_string()))
+                    .expression_attribute_values(":wrecords", number(window.records))
+                    .expression_attribute_values(":wbytes", number(window.state_bytes))
+                    .expression_attribute_values(":wclosing", AttributeValue::Bool(window.closing));
+            }
+            Some(None) => {
+                expression =
+                    " REMOVE window_start, window_end, window_records, window_state_bytes, window_closing".to_owned();
+            }
+        }
         update
-            .update_expression(format!("SET {}", set.join(", ")))
+            .update_expression(format!("SET {}{expression}", set.join(", ")))
             .send()
             .await
             .map(drop)
@@ -171,6 +247,31 @@ pub struct ShardReport {
     /// `PROBLEM: Function call failed`, plus the runner's own `PROBLEM: Batch item failures
     /// reported` and `PROBLEM: Invoke failed before the function ran`.
     pub last_result: String,
+}
+
+/// A shard's open tumbling window as `labs status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowReport {
+    pub start_millis: Millis,
+    pub end_millis: Millis,
+    /// Records of the window delivered (or discarded) so far, not yet checkpointed.
+    pub records: u64,
+    /// JSON size of the window's state so far.
+    pub state_bytes: u64,
+    /// Its final (or early-termination) invocation is under way or being retried.
+    pub closing: bool,
+}
+
+impl From<&OpenWindowStatus> for WindowReport {
+    fn from(status: &OpenWindowStatus) -> Self {
+        Self {
+            start_millis: status.start,
+            end_millis: status.end,
+            records: status.records as u64,
+            state_bytes: status.state_bytes as u64,
+            closing: status.closing,
+        }
+    }
 }
 
 /// The service's message, not the SDK's generic "service error".

@@ -7,9 +7,15 @@ use aws_sdk_lambda::types::InvocationType;
 use crate::outcome::{FunctionErrorKind, InvokeFailure, Outcome};
 use crate::response::{self, FunctionErrorPayload};
 use crate::runner::checkpoints::error_text;
+use crate::window::WindowState;
 
-/// The outcome, and the version that ran (for failure records' `executedVersion`).
-pub async fn invoke(client: &aws_sdk_lambda::Client, function: &str, event: Vec<u8>) -> (Outcome, Option<String>) {
+/// The outcome, the version that ran (for failure records' `executedVersion`) and the `state`
+/// the response carried (read by tumbling windows only).
+pub async fn invoke(
+    client: &aws_sdk_lambda::Client,
+    function: &str,
+    event: Vec<u8>,
+) -> (Outcome, Option<String>, Option<WindowState>) {
     let result = client
         .invoke()
         .function_name(function)
@@ -25,9 +31,10 @@ pub async fn invoke(client: &aws_sdk_lambda::Client, function: &str, event: Vec<
                 let error = FunctionErrorPayload::parse(payload);
                 tracing::warn!(function, error_type = ?error.error_type, message = ?error.error_message, "function error");
                 let kind = if error.is_timeout() { FunctionErrorKind::Timeout } else { FunctionErrorKind::Returned };
-                (Outcome::FunctionError(kind), version)
+                (Outcome::FunctionError(kind), version, None)
             } else {
-                (Outcome::Returned { reported: response::item_failures(payload) }, version)
+                let state = response::window_state(payload);
+                (Outcome::Returned { reported: response::item_failures(payload) }, version, state)
             }
         }
         Err(error) => {
@@ -36,7 +43,7 @@ pub async fn invoke(client: &aws_sdk_lambda::Client, function: &str, event: Vec<
                 || status == Some(429);
             tracing::warn!(function, ?status, "invoke failed before the function ran: {}", error_text(&error));
             let failure = if throttled { InvokeFailure::Throttled } else { InvokeFailure::ServiceError };
-            (Outcome::NotInvoked(failure), None)
+            (Outcome::NotInvoked(failure), None, None)
         }
     }
 }

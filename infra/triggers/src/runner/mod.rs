@@ -16,11 +16,11 @@ use labs_core::lineage;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-pub use checkpoints::{CheckpointTable, ShardProgress, ShardReport};
+pub use checkpoints::{CheckpointTable, ShardProgress, ShardReport, WindowReport};
 pub use destination::Destinations;
 
 use crate::position::ShardHistory;
-use crate::record::Millis;
+use crate::record::{Millis, SourceKind};
 use crate::settings::{MappingSettings, Pacing};
 use source::{DynamoDbStreamSource, KinesisSource, StreamSource};
 
@@ -74,9 +74,11 @@ impl Runner {
     pub async fn run(&self, mapping: StreamMapping, stop: watch::Receiver<bool>) -> Result<(), String> {
         let arn = mapping.stream_arn.clone();
         if let Some((_, name)) = arn.split_once(":stream/").filter(|_| arn.contains(":kinesis:")) {
+            mapping.settings.check_source(SourceKind::Kinesis, &arn).map_err(|e| e.to_string())?;
             let source = KinesisSource { client: self.clients.kinesis.clone(), stream_name: name.to_owned() };
             self.run_source(source, mapping, stop).await
         } else if arn.contains(":dynamodb:") && arn.contains("/stream/") {
+            mapping.settings.check_source(SourceKind::DynamoDbStreams, &arn).map_err(|e| e.to_string())?;
             let source = DynamoDbStreamSource { client: self.clients.dynamodb_streams.clone(), stream_arn: arn };
             self.run_source(source, mapping, stop).await
         } else {

@@ -10,10 +10,11 @@ use crate::event::EventSource;
 use crate::outcome::Outcome;
 use crate::position::{IteratorStart, ShardHistory, iterator_start};
 use crate::record::{Millis, Record, ShardContext, SourceKind};
-use crate::runner::checkpoints::{ShardProgress, ShardReport};
+use crate::runner::checkpoints::{ShardProgress, ShardReport, WindowReport};
 use crate::runner::source::StreamSource;
 use crate::runner::{RunnerClients, StreamMapping, invoke, now_millis};
 use crate::shard::{InvocationId, ShardMachine, Step};
+use crate::window::WindowState;
 
 /// How often a caught-up shard is polled: Kinesis once a second, DynamoDB four times (spec P3).
 fn caught_up_poll_millis(kind: SourceKind) -> Millis {
@@ -67,16 +68,17 @@ impl<S: StreamSource> ShardLoop<S> {
         let mut iterator = Some(self.source.shard_iterator(&self.shard_id, &start).await?);
         let mut last_read: Option<String> = progress.checkpoint.clone();
         let mut next_read: Millis = 0;
-        let mut in_flight: JoinSet<(InvocationId, Outcome, Option<String>)> = JoinSet::new();
+        let mut in_flight: JoinSet<(InvocationId, Outcome, Option<String>, Option<WindowState>)> = JoinSet::new();
         let mut millis_behind_latest: Option<i64> = None;
         let mut last_result = "No records processed";
-        let mut reported: Option<(Millis, ShardReport)> = None;
+        let mut reported: Option<(Millis, (ShardReport, Option<WindowReport>))> = None;
+        let windowed = settings.tumbling_window_seconds > 0;
 
         loop {
             let now = now_millis();
             if let Some(current) = iterator.clone()
                 && now >= next_read
-                && machine.pending_records() < buffer_bound
+                && machine.buffered_records() < buffer_bound
             {
                 match self.source.get_records(&current).await {
                     Ok(page) => {
@@ -106,13 +108,13 @@ impl<S: StreamSource> ShardLoop<S> {
             loop {
                 match machine.poll(now_millis()) {
                     Step::Invoke(invocation) => {
-                        let event = S::event(&source, &invocation.records)?;
+                        let event = S::event(&source, &invocation.records, invocation.window.as_ref())?;
                         let lambda = self.clients.lambda.clone();
                         let function = self.mapping.function_arn.clone();
                         let id = invocation.id;
                         in_flight.spawn(async move {
-                            let (outcome, version) = invoke::invoke(&lambda, &function, event).await;
-                            (id, outcome, version)
+                            let (outcome, version, state) = invoke::invoke(&lambda, &function, event).await;
+                            (id, outcome, version, state)
                         });
                     }
                     Step::Discard(discard) => {
@@ -143,6 +145,7 @@ impl<S: StreamSource> ShardLoop<S> {
                 }
             }
             let status = machine.status();
+            let window = status.open_window.as_ref().map(WindowReport::from);
             let report = ShardReport {
                 millis_behind_latest,
                 retries_in_progress: status.retries_in_progress,
@@ -151,16 +154,19 @@ impl<S: StreamSource> ShardLoop<S> {
                 discarded_batches: status.discarded_batches,
                 last_result: last_result.to_owned(),
             };
-            let due =
-                reported.as_ref().is_none_or(|(at, last)| *last != report && now_millis() >= at + REPORT_EVERY_MILLIS);
+            let due = reported.as_ref().is_none_or(|(at, last)| {
+                *last != (report.clone(), window.clone()) && now_millis() >= at + REPORT_EVERY_MILLIS
+            });
             if due {
                 // Status is best effort: a failed write must not stop the shard.
-                if let Err(error) =
-                    self.clients.checkpoints.report(&self.mapping.id, &self.shard_id, &report, now_millis()).await
+                let table = &self.clients.checkpoints;
+                if let Err(error) = table
+                    .report_with_window(&self.mapping.id, &self.shard_id, &report, window.as_ref(), now_millis())
+                    .await
                 {
                     tracing::warn!(shard_id = self.shard_id, "{error}");
                 }
-                reported = Some((now_millis(), report));
+                reported = Some((now_millis(), (report, window)));
             }
             if machine.is_drained() && in_flight.is_empty() {
                 progress.finished = true;
@@ -176,7 +182,7 @@ impl<S: StreamSource> ShardLoop<S> {
                 done = in_flight.join_next(), if !in_flight.is_empty() => {
                     // A lost invocation task would block its lane: restart the shard instead
                     // (from its checkpoint, so the batch is redelivered).
-                    let (id, outcome, version) = match done {
+                    let (id, outcome, version, state) = match done {
                         Some(Ok(completed)) => completed,
                         Some(Err(error)) => return Err(format!("an invocation task failed: {error}")),
                         None => continue,
@@ -192,7 +198,10 @@ impl<S: StreamSource> ShardLoop<S> {
                         Outcome::FunctionError(_) => "PROBLEM: Function call failed",
                         Outcome::NotInvoked(_) => "PROBLEM: Invoke failed before the function ran",
                     };
-                    machine.complete(id, outcome, now_millis()).map_err(|e| e.to_string())?;
+                    if windowed && state.is_none() && matches!(outcome, Outcome::Returned { .. }) {
+                        last_result = "PROBLEM: Window response without state";
+                    }
+                    machine.complete_with_state(id, outcome, state, now_millis()).map_err(|e| e.to_string())?;
                 }
                 _ = tokio::time::sleep(sleep) => {}
                 _ = stop.changed() => {}

@@ -8,10 +8,11 @@ use aws_sdk_kinesis::types::{EncryptionType, ShardIteratorType};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::event::{DynamoDbInput, EventSource, KinesisInput, dynamodb_event, kinesis_event};
+use crate::event::{DynamoDbInput, EventSource, KinesisInput, dynamodb_event, kinesis_event, window_event};
 use crate::position::IteratorStart;
 use crate::record::{Record, SourceKind};
 use crate::runner::checkpoints::error_text;
+use crate::window::WindowInvocation;
 
 /// A shard as listed, with its up-to-two parents.
 #[derive(Debug, Clone)]
@@ -40,7 +41,24 @@ pub(crate) trait StreamSource: Clone + Send + Sync + 'static {
         start: &IteratorStart,
     ) -> impl Future<Output = Result<String, String>> + Send;
     fn get_records(&self, iterator: &str) -> impl Future<Output = Result<Page<Self::Record>, String>> + Send;
-    fn event(source: &EventSource, records: &[Self::Record]) -> Result<Vec<u8>, String>;
+    fn event(
+        source: &EventSource,
+        records: &[Self::Record],
+        window: Option<&WindowInvocation>,
+    ) -> Result<Vec<u8>, String>;
+}
+
+/// The event JSON as bytes, with the tumbling-window keys when there is a window.
+fn to_bytes(
+    event: serde_json::Value,
+    source: &EventSource,
+    window: Option<&WindowInvocation>,
+) -> Result<Vec<u8>, String> {
+    let event = match window {
+        Some(window) => window_event(event, source, window),
+        None => event,
+    };
+    serde_json::to_vec(&event).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone)]
@@ -115,9 +133,13 @@ impl StreamSource for KinesisSource {
         })
     }
 
-    fn event(source: &EventSource, records: &[KinesisInput]) -> Result<Vec<u8>, String> {
+    fn event(
+        source: &EventSource,
+        records: &[KinesisInput],
+        window: Option<&WindowInvocation>,
+    ) -> Result<Vec<u8>, String> {
         let event = kinesis_event(source, records).map_err(|e| format!("building the event: {e}"))?;
-        serde_json::to_vec(&event).map_err(|e| e.to_string())
+        to_bytes(event, source, window)
     }
 }
 
@@ -203,9 +225,13 @@ impl StreamSource for DynamoDbStreamSource {
         })
     }
 
-    fn event(source: &EventSource, records: &[DynamoDbInput]) -> Result<Vec<u8>, String> {
+    fn event(
+        source: &EventSource,
+        records: &[DynamoDbInput],
+        window: Option<&WindowInvocation>,
+    ) -> Result<Vec<u8>, String> {
         let event = dynamodb_event(source, records).map_err(|e| format!("building the event: {e}"))?;
-        serde_json::to_vec(&event).map_err(|e| e.to_string())
+        to_bytes(event, source, window)
     }
 }
 

@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 use labs_triggers::{
-    Discard, Invocation, MappingSettings, Millis, Outcome, Pacing, RecordMeta, ShardContext, ShardMachine, SourceKind,
-    Step,
+    Discard, Invocation, MappingSettings, Millis, Outcome, Pacing, Record, RecordMeta, ShardContext, ShardMachine,
+    SourceKind, Step, WindowInvocation, WindowState,
 };
 
 /// 2026-01-01T00:00:00Z: the fake clock's start.
@@ -46,6 +46,8 @@ pub struct Log {
     pub delivered_ok: Vec<Vec<String>>,
     pub discards: Vec<Discard>,
     pub checkpoints: Vec<String>,
+    /// With tumbling windows: each invocation's records and window properties, and when it ran.
+    pub window_calls: Vec<(Vec<String>, WindowInvocation, Millis)>,
 }
 
 impl Log {
@@ -59,13 +61,13 @@ impl Log {
     }
 }
 
-pub struct Harness {
-    pub machine: ShardMachine<RecordMeta>,
+pub struct Harness<R: Record = RecordMeta> {
+    pub machine: ShardMachine<R>,
     pub now: Millis,
     pub log: Log,
 }
 
-impl Harness {
+impl<R: Record> Harness<R> {
     pub fn new(settings: MappingSettings) -> Self {
         Self::resuming(settings, None)
     }
@@ -83,12 +85,26 @@ impl Harness {
     }
 
     /// Polls until idle; every invocation is answered at once (10 ms later) by `function`.
-    pub fn run(&mut self, mut function: impl FnMut(&[RecordMeta]) -> Outcome) {
+    pub fn run(&mut self, mut function: impl FnMut(&[R]) -> Outcome) {
         self.run_for(usize::MAX, &mut function);
     }
 
     /// Like `run`, but stops after `max_invocations` invocations (a crash of the runner).
-    pub fn run_for(&mut self, max_invocations: usize, function: &mut impl FnMut(&[RecordMeta]) -> Outcome) {
+    pub fn run_for(&mut self, max_invocations: usize, function: &mut impl FnMut(&[R]) -> Outcome) {
+        self.run_windows_for(max_invocations, &mut |invocation: &Invocation<R>| (function(&invocation.records), None));
+    }
+
+    /// Polls until idle, answering each invocation with an outcome and a window `state`.
+    pub fn run_windows(&mut self, mut function: impl FnMut(&Invocation<R>) -> (Outcome, Option<WindowState>)) {
+        self.run_windows_for(usize::MAX, &mut function);
+    }
+
+    /// Like `run_windows`, but stops after `max_invocations` invocations.
+    pub fn run_windows_for(
+        &mut self,
+        max_invocations: usize,
+        function: &mut impl FnMut(&Invocation<R>) -> (Outcome, Option<WindowState>),
+    ) {
         let mut invoked = 0;
         for _ in 0..100_000 {
             match self.machine.poll(self.now) {
@@ -97,10 +113,12 @@ impl Harness {
                         return;
                     }
                     invoked += 1;
-                    let outcome = function(&invocation.records);
+                    let (outcome, state) = function(&invocation);
                     self.note_invocation(&invocation, &outcome);
                     self.now += 10;
-                    self.machine.complete(invocation.id, outcome, self.now).expect("the invocation is in flight");
+                    self.machine
+                        .complete_with_state(invocation.id, outcome, state, self.now)
+                        .expect("the invocation is in flight");
                 }
                 Step::WaitUntil(at) => {
                     assert!(at > self.now, "WaitUntil must lie in the future");
@@ -113,15 +131,18 @@ impl Harness {
         panic!("the machine never went idle");
     }
 
-    pub fn note_invocation(&mut self, invocation: &Invocation<RecordMeta>, outcome: &Outcome) {
-        let batch: Vec<String> = invocation.records.iter().map(|r| r.sequence_number.clone()).collect();
+    pub fn note_invocation(&mut self, invocation: &Invocation<R>, outcome: &Outcome) {
+        let batch: Vec<String> = invocation.records.iter().map(|r| r.sequence_number().to_owned()).collect();
+        if let Some(window) = &invocation.window {
+            self.log.window_calls.push((batch.clone(), window.clone(), self.now));
+        }
         if *outcome == Outcome::success() {
             self.log.delivered_ok.push(batch.clone());
         }
         self.log.invocations.push(batch);
     }
 
-    pub fn note_effect(&mut self, step: Step<RecordMeta>) {
+    pub fn note_effect(&mut self, step: Step<R>) {
         match step {
             Step::Discard(discard) => self.log.discards.push(*discard),
             Step::Checkpoint(checkpoint) => self.log.checkpoints.push(checkpoint),
