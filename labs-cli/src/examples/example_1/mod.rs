@@ -164,13 +164,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     let stream = target.name(CLICKS);
     let shards = kinesis::list_shards(client, &stream).await?;
     let runs = recorded_runs(target, &stream).await?;
-    if runs.len() >= MAX_RUNS {
-        bail!(
-            "{stream} already records {} runs and Kinesis allows 50 tags per stream (labs uses one per run): \
-             `labs down example-1` and `labs up example-1` to start over",
-            runs.len()
-        );
-    }
+    seeds::check_room(runs.len(), 1, MAX_RUNS, &stream, "example-1")?;
     let seed = match args.seed {
         Some(seed) if runs.contains_key(&seed) => {
             bail!(

@@ -37,6 +37,7 @@ use super::scenario::{ScenarioReport, report};
 use super::{About, BenchOptions, RunOptions, VerifyOptions};
 use crate::driver::dynamodb as db;
 use crate::driver::kinesis::{self, Position};
+use crate::driver::seeds;
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -483,25 +484,11 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     }
     let lab = Lab::connect(target, out).await?;
     let runs = lab.runs().await?;
-    if runs.len() + scenarios.len() > MAX_RUNS {
-        bail!(
-            "{} already records {} runs and Kinesis allows 50 tags per stream (labs uses one per run): \
-             `labs down example-5` and `labs up example-5` to start over",
-            lab.stream,
-            runs.len()
-        );
-    }
+    seeds::check_room(runs.len(), scenarios.len(), MAX_RUNS, &lab.stream, "example-5")?;
     let mut planned = Vec::new();
     for scenario in &scenarios {
-        let used = |seed: u64| runs.iter().any(|r| r.scenario == *scenario && r.seed == seed);
-        let seed = match args.seed {
-            Some(seed) if used(seed) => bail!(
-                "seed {seed} was already used for {scenario} in {}: pick another --seed, or `labs down example-5` to start over",
-                lab.stream
-            ),
-            Some(seed) => seed,
-            None => runs.iter().filter(|r| r.scenario == *scenario).map(|r| r.seed + 1).max().unwrap_or(1),
-        };
+        let used: Vec<u64> = runs.iter().filter(|r| r.scenario == *scenario).map(|r| r.seed).collect();
+        let seed = seeds::for_scenario(args.seed, &used, scenario, &lab.stream, "example-5")?;
         planned.push(RunSpec::new(scenario, seed, commands));
     }
     target.confirm(&format!("Run {} scenarios of {commands} commands against {}?", planned.len(), lab.event_store))?;

@@ -340,24 +340,11 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     let stream = target.name(ORDERS);
     let shards = kinesis::list_shards(client, &stream).await?;
     let runs = recorded_runs(client, &stream).await?;
-    if runs.len() + scenarios.len() > MAX_RUNS {
-        bail!(
-            "{stream} already records {} runs and Kinesis allows 50 tags per stream (labs uses one per run): \
-             `labs down example-7` and `labs up example-7` to start over",
-            runs.len()
-        );
-    }
+    seeds::check_room(runs.len(), scenarios.len(), MAX_RUNS, &stream, "example-7")?;
     let mut planned = Vec::new();
     for (index, scenario) in scenarios.into_iter().enumerate() {
-        let used = |seed: u64| runs.iter().any(|r| r.scenario == scenario && r.seed == seed);
-        let seed = match args.seed {
-            Some(seed) if used(seed) => bail!(
-                "seed {seed} was already used for {} in {stream}: pick another --seed, or `labs down example-7` to start over",
-                scenario.name()
-            ),
-            Some(seed) => seed,
-            None => seeds::after_highest(runs.iter().filter(|r| r.scenario == scenario).map(|r| r.seed))?,
-        };
+        let used: Vec<u64> = runs.iter().filter(|r| r.scenario == scenario).map(|r| r.seed).collect();
+        let seed = seeds::for_scenario(args.seed, &used, scenario.name(), &stream, "example-7")?;
         planned.push(Run { scenario, seed, orders, ordinal: Some(runs.len() + index), reshards: Vec::new() });
     }
     target.confirm(&format!("Produce {} scenario runs of {orders} orders into {stream}?", planned.len()))?;
