@@ -505,7 +505,7 @@ async fn wait_counted(
     let mut last_sample = None::<Instant>;
     loop {
         let counted = counted_of(target, names, &ids).await?.len();
-        if last_sample.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+        if last_sample.is_none_or(|t| t.elapsed() >= Duration::from_millis(250)) {
             samples.push(LagSample { seconds: started.elapsed().as_secs_f64(), counted, behind: ids.len() - counted });
             last_sample = Some(Instant::now());
         }

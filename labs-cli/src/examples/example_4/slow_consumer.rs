@@ -11,13 +11,15 @@ use labs_core::sequence;
 use serde_json::json;
 
 use super::{
-    BASELINE, CATCH_UP, Ctx, LagSample, MappingSettings, Observed, PartOutcome, ScenarioReport, StreamCopy, counted_of,
-    produce, set_mapping,
+    BASELINE, CATCH_UP, Ctx, LagSample, MappingSettings, Observed, PartOutcome, Produced, ScenarioReport, StreamCopy,
+    counted_of, produce, set_mapping,
 };
 use crate::output;
 
 /// Records per second the producer sends: more than one small batch at a time per shard handles.
-const RATE: u32 = 100;
+const RATE: u32 = 500;
+/// This scenario produces this many times `--count`: enough for a backlog to build.
+const VOLUME: usize = 4;
 const PARALLEL: i32 = 4;
 
 pub(super) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport> {
@@ -30,7 +32,7 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport> {
         "Watch: {RATE} purchases/s arrive; the function takes small batches one after another per shard, \
          so the backlog grows and the oldest waiting record ages (that age is the mapping's IteratorAge)."
     ));
-    let produced = ctx.produced("slow-consumer");
+    let produced = Produced { count: ctx.count * VOLUME, ..ctx.produced("slow-consumer") };
     let events = produced.events()?;
     let ids: BTreeSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
     let started = Instant::now();
@@ -38,11 +40,17 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport> {
     let sampling = async {
         let mut samples = Vec::new();
         // Until the producer is done (it takes count / RATE seconds), one sample a second.
-        let producing_for = Duration::from_secs_f64(ctx.count as f64 / f64::from(RATE));
+        let producing_for = Duration::from_secs_f64(produced.count as f64 / f64::from(RATE));
         while started.elapsed() < producing_for {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
             let counted = counted_of(target, names, &ids).await?.len();
-            samples.push(LagSample { seconds: started.elapsed().as_secs_f64(), counted, behind: ids.len() - counted });
+            // The producer is paced, so this is how many it has sent by now (at most).
+            let sent = ((started.elapsed().as_secs_f64() * f64::from(RATE)) as usize).min(ids.len());
+            samples.push(LagSample {
+                seconds: started.elapsed().as_secs_f64(),
+                counted,
+                behind: sent.saturating_sub(counted),
+            });
         }
         anyhow::Ok(samples)
     };
@@ -79,7 +87,7 @@ pub(super) async fn run(ctx: &Ctx<'_>) -> Result<ScenarioReport> {
         if started.elapsed() > CATCH_UP {
             break false;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
     };
     spinner.finish_and_clear();
     super::show_lag(out, "The backlog: growing with one batch per shard, shrinking with 4", &report.lag, 14);
