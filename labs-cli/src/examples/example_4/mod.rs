@@ -683,7 +683,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
             }
             seed
         }
-        None => recorded.iter().map(|p| p.seed + 1).max().unwrap_or(1),
+        None => next_seed(&recorded)?,
     };
     let new_parts: usize = scenarios.iter().map(|s| if *s == Scenario::Poison { 2 } else { 1 }).sum();
     if recorded.len() + new_parts > MAX_PARTS {
@@ -762,4 +762,57 @@ fn holding<'a>(observed: &'a Observed, shard: &str, seq: &str) -> Vec<&'a Invoca
         sequence::compare(&a.first_sequence_number, &b.first_sequence_number).then(a.attempt.cmp(&b.attempt))
     });
     held
+}
+
+/// The seed after the highest recorded one (1 on a fresh stream).
+fn next_seed(recorded: &[Produced]) -> Result<u64> {
+    match recorded.iter().map(|p| p.seed).max() {
+        None => Ok(1),
+        Some(highest) => highest
+            .checked_add(1)
+            .with_context(|| format!("no seed follows {highest} (the largest a seed can be): pass a smaller --seed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_records_are_read_in_aws_shape_and_cover_their_range_numerically() {
+        let body = r#"{"requestContext":{"requestId":"r","functionArn":"arn:f","condition":"RetryAttemptsExhausted","approximateInvokeCount":3},
+            "responseContext":{"statusCode":200,"executedVersion":"$LATEST","functionError":"Unhandled"},
+            "version":"1.0","timestamp":"2026-01-01T00:00:00.000Z",
+            "KinesisBatchInfo":{"shardId":"shardId-000000000001","startSequenceNumber":"99","endSequenceNumber":"105",
+            "approximateArrivalOfFirstRecord":"x","approximateArrivalOfLastRecord":"y","batchSize":3,"streamArn":"arn:s"}}"#;
+        let record = FailureRecord::parse(body).unwrap();
+        assert_eq!(record.condition, "RetryAttemptsExhausted");
+        assert_eq!(record.batch_size, 3);
+        assert!(record.covers("shardId-000000000001", "100"), "100 lies between 99 and 105 as numbers");
+        assert!(!record.covers("shardId-000000000001", "1000"));
+        assert!(!record.covers("shardId-000000000000", "100"));
+        assert!(
+            FailureRecord::parse(r#"{"KinesisBatchInfo":{"shardId":"s"}}"#)
+                .unwrap_err()
+                .contains("startSequenceNumber")
+        );
+        assert!(FailureRecord::parse("not json").is_err());
+    }
+
+    #[test]
+    fn every_part_regenerates_its_fault_and_seeds_never_overflow() {
+        for part in PARTS {
+            let events = Produced { namespace: part.namespace.into(), seed: 3, count: 30 }.events().unwrap();
+            assert_eq!(
+                events.iter().filter_map(|e| e.fault).collect::<Vec<_>>(),
+                part.fault.into_iter().collect::<Vec<_>>()
+            );
+            assert!(events.iter().all(|e| e.event_id.starts_with(&format!("{}3-", part.namespace))));
+        }
+        assert!(Produced { namespace: "nope".into(), seed: 1, count: 1 }.events().is_err());
+        let produced = |seed| Produced { namespace: "happy".into(), seed, count: 1 };
+        assert_eq!(next_seed(&[]).unwrap(), 1);
+        assert_eq!(next_seed(&[produced(4), produced(2)]).unwrap(), 5);
+        assert!(next_seed(&[produced(u64::MAX)]).is_err());
+    }
 }
