@@ -45,12 +45,7 @@ fn missing_python() {
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
-    let run = support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-    .fails();
+    let run = support::finish(out).fails();
     assert!(run.error_line().contains("Python 3 is needed"), "{}", run.stderr);
     std::fs::remove_dir_all(home).ok();
 }
@@ -79,11 +74,7 @@ fn labs_on_port(home: &std::path::Path, port: u16, args: &[&str]) -> support::Ru
         .env_remove("AWS_ENDPOINT_URL")
         .output()
         .unwrap();
-    support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    support::finish(out)
 }
 
 fn scratch_home(name: &str) -> std::path::PathBuf {
@@ -137,4 +128,47 @@ fn another_server_on_the_port_is_named_not_taken_for_ministack() {
     assert_eq!(run.json()["server"]["kind"], "local-stack-compatible", "{}", run.stdout);
     assert_eq!(run.json()["started_by_labs"], false);
     std::fs::remove_dir_all(home).ok();
+}
+
+#[test]
+fn aws_with_an_exported_endpoint_names_the_variable() {
+    let out = std::process::Command::new(support::labs_bin())
+        .args(["--aws", "status"])
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .output()
+        .unwrap();
+    let run = support::finish(out).fails();
+    let error = run.error_line();
+    assert!(error.contains("AWS_ENDPOINT_URL=http://127.0.0.1:9"), "{error}");
+    assert!(!error.contains("--endpoint-url"), "it blames a flag never given: {error}");
+}
+
+#[test]
+fn consume_into_a_closed_pipe_and_follow_with_a_limit() {
+    use std::io::{BufRead, BufReader};
+    let p = prefix("pipe");
+    let _teardown = support::Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let stream = format!("{p}-ex1-clicks");
+    labs(&p, &["produce", "--stream", &stream, "--count", "1000", "--seed", "7"]).ok();
+
+    // `labs consume | head -1`: the reader goes away after one line, long before the ~250 KB of
+    // output is written (more than a pipe buffers), so the writes after it fail with EPIPE.
+    let mut consumer = std::process::Command::new(support::labs_bin())
+        .args(["--prefix", &p, "consume", "--stream", &stream])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(consumer.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("key="), "{first}");
+    let out = consumer.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}: {stderr}", out.status);
+    assert!(!stderr.contains("error") && !stderr.contains("Broken pipe"), "{stderr}");
+
+    // --follow --limit N: N records in all across both shards, then it stops by itself.
+    let run = labs(&p, &["consume", "--stream", &stream, "--follow", "--limit", "5"]).ok();
+    assert_eq!(run.stdout.lines().count(), 5, "{}", run.stdout);
 }

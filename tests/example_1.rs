@@ -16,7 +16,9 @@ fn up_run_verify_down_are_idempotent() {
     assert_eq!(again["changes"][0]["action"]["action"], "unchanged", "second up must change nothing");
 
     let run = labs(&p, &["run", "example-1", "--count", "700", "--json"]).ok().json();
-    assert_eq!(run["produced"]["records"], 700);
+    // Read back from the shards (the stream held nothing before this run).
+    let read: u64 = run["shards"].as_array().unwrap().iter().map(|s| s["records"].as_u64().unwrap()).sum();
+    assert_eq!(read, 700, "{run}");
     assert_eq!(run["replay_after_sequence"]["identical"], true);
     assert_eq!(run["replay_at_timestamp"]["identical"], true);
     assert!(run["replay_at_timestamp"]["read_again"].as_u64().unwrap() > 0);
@@ -26,6 +28,11 @@ fn up_run_verify_down_are_idempotent() {
     let verified = labs(&p, &["verify", "example-1", "--json"]).ok().json();
     assert_eq!(verified["report"]["expected"], 1000);
     assert_eq!(verified["passed"], true);
+    // Verify did both runs' replays again from the positions they recorded.
+    let replays = verified["replays"].as_array().unwrap();
+    assert_eq!(replays.len(), 4, "{verified}");
+    assert!(replays.iter().all(|r| r["identical"] == true && r["read_again"] == r["recorded"]), "{verified}");
+    assert_eq!(replays[0]["read_again"], run["replay_after_sequence"]["read_again"]);
 
     // Reusing a seed is refused before anything is produced.
     let reuse = labs(&p, &["run", "example-1", "--seed", "1"]).fails();
@@ -90,4 +97,100 @@ fn consume_reads_from_every_position() {
     assert_eq!(latest.stdout.lines().count(), 0, "LATEST starts after the last record");
     let limited = labs(&p, &["consume", "--stream", &stream, "--limit", "5", "--json"]).ok();
     assert_eq!(limited.stdout.lines().count(), 5);
+}
+
+fn kinesis_client(runtime: &tokio::runtime::Runtime) -> aws_sdk_kinesis::Client {
+    runtime.block_on(async { aws_sdk_kinesis::Client::new(&support::sdk_config().await) })
+}
+
+/// Sets run tags on the stream by other means than labs.
+fn set_tags(stream: &str, tags: &[(String, String)]) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = kinesis_client(&runtime);
+    runtime.block_on(async {
+        for chunk in tags.chunks(10) {
+            let mut request = client.add_tags_to_stream().stream_name(stream);
+            for (key, value) in chunk {
+                request = request.tags(key, value);
+            }
+            request.send().await.expect("set tags");
+        }
+    });
+}
+
+#[test]
+fn verify_fails_on_a_planted_loss_and_on_a_replay_the_log_does_not_hold() {
+    let p = prefix("ex1tamper");
+    let _teardown = Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let run = labs(&p, &["run", "example-1", "--count", "200", "--json"]).ok().json();
+    labs(&p, &["verify", "example-1"]).ok();
+    let stream = format!("{p}-ex1-clicks");
+
+    // A replay record that claims one record more than reading from its offset returns.
+    let verified = labs(&p, &["verify", "example-1", "--json"]).ok().json();
+    let recorded = &verified["runs"]["1"];
+    let mark = &recorded["after_sequence"];
+    let tag = |read_after: u64, read_at: u64| {
+        format!(
+            "200 after:{}:{}:{read_after} at:{}:{read_at}",
+            mark["shard_id"].as_str().unwrap(),
+            mark["from"].as_str().unwrap(),
+            recorded["at_timestamp"]["from"].as_str().unwrap()
+        )
+    };
+    let (after, at) = (
+        run["replay_after_sequence"]["read_again"].as_u64().unwrap(),
+        run["replay_at_timestamp"]["read_again"].as_u64().unwrap(),
+    );
+    set_tags(&stream, &[("labs:run:1".to_owned(), tag(after + 1, at))]);
+    let failed = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    let replays = failed["replays"].as_array().unwrap();
+    assert_eq!(replays[0]["recorded"].as_u64(), Some(after + 1), "{failed}");
+    assert_eq!(replays[0]["read_again"].as_u64(), Some(after));
+    assert_eq!(replays[1]["read_again"], replays[1]["recorded"], "the other replay still agrees");
+    set_tags(&stream, &[("labs:run:1".to_owned(), tag(after, at))]);
+    labs(&p, &["verify", "example-1"]).ok();
+
+    // A lost run: recorded as produced, never in the log.
+    set_tags(&stream, &[("labs:run:77".to_owned(), "5".to_owned())]);
+    let lost = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    let missing: Vec<&str> =
+        lost["report"]["missing"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    assert_eq!(missing, ["s77-e0000000", "s77-e0000001", "s77-e0000002", "s77-e0000003", "s77-e0000004"]);
+
+    // A stray record that is no event of this example.
+    set_tags(&stream, &[("labs:run:77".to_owned(), "0".to_owned())]);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = kinesis_client(&runtime);
+    runtime.block_on(async {
+        let data = aws_sdk_kinesis::primitives::Blob::new(b"not a click".to_vec());
+        client.put_record().stream_name(&stream).partition_key("stray").data(data).send().await.expect("put");
+    });
+    let stray = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    assert_eq!(stray["report"]["undecodable"], 1, "{stray}");
+    assert!(stray["report"]["missing"].as_array().unwrap().is_empty(), "{stray}");
+
+    // A run tag labs cannot read is an error, never skipped.
+    set_tags(&stream, &[("labs:run:78".to_owned(), "five".to_owned())]);
+    let unreadable = labs(&p, &["verify", "example-1"]).fails();
+    assert!(unreadable.error_line().contains("labs:run:78 = five"), "{}", unreadable.stderr);
+}
+
+#[test]
+fn seeds_near_the_maximum_and_the_tag_limit_are_clear_errors() {
+    let p = prefix("ex1limits");
+    let _teardown = Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let max = u64::MAX.to_string();
+    labs(&p, &["run", "example-1", "--count", "5", "--seed", &max]).ok();
+    let next = labs(&p, &["run", "example-1", "--count", "5"]).fails();
+    assert!(next.error_line().contains(&format!("no seed follows {max}")), "{}", next.stderr);
+
+    // 47 more recorded runs: with labs' two ownership tags the stream holds 50, the most Kinesis allows.
+    let stream = format!("{p}-ex1-clicks");
+    let tags: Vec<(String, String)> = (1..=47).map(|seed| (format!("labs:run:{seed}"), "1".to_owned())).collect();
+    set_tags(&stream, &tags);
+    let full = labs(&p, &["run", "example-1", "--count", "5", "--seed", "100"]).fails();
+    assert!(full.error_line().contains("already records 48 runs"), "{}", full.stderr);
 }

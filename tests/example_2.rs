@@ -26,6 +26,24 @@ fn action_of(plan: &Value, name: &str) -> Value {
     plan["changes"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap()["action"].clone()
 }
 
+/// The checks of a verify report that hold a run's own account against the data, with how many
+/// problems each found.
+fn run_checks(report: &Value) -> Vec<(String, usize)> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"].as_str().unwrap().contains(" run "))
+        .map(|f| (f["check"].as_str().unwrap().to_owned(), f["problems"].as_array().unwrap().len()))
+        .collect()
+}
+
+async fn topic_arn(sns: &aws_sdk_sns::Client, name: &str) -> String {
+    let topics = sns.list_topics().send().await.unwrap();
+    let suffix = format!(":{name}");
+    topics.topics().iter().filter_map(|t| t.topic_arn()).find(|arn| arn.ends_with(&suffix)).unwrap().to_owned()
+}
+
 /// The one scenario report of `labs run example-2 --scenario <name> --json`, checked to have no problem.
 fn run_scenario(p: &str, scenario: &str, extra: &[&str]) -> Value {
     let mut args = vec!["run", "example-2", "--scenario", scenario, "--json"];
@@ -98,7 +116,9 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
     let queues = fan_out["queues"].as_array().unwrap();
     assert_eq!(queues.len(), 3);
     for queue in queues {
+        // Counted in the effects table, with nothing left in the queue.
         assert_eq!(queue["handled"], queue["expected"], "{queue}");
+        assert_eq!(queue["left_in_queue"], 0, "{queue}");
     }
     let analytics_expected = queues[2]["expected"].as_u64().unwrap();
     assert!(analytics_expected > 0 && analytics_expected < 12, "the filter must pass some orders, not all");
@@ -137,6 +157,102 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
     assert_eq!(verified["passed"], true, "{verified:#}");
     assert_eq!(verified["runs"].as_array().unwrap().len(), 5);
     assert_eq!(verified["expected"]["billing"], 12 + 30 + 6 + 4);
+    // What the runs saw is checked from the stored data: fan-out's counts, the split across the
+    // competing consumers, the redelivered order behind later ones.
+    let observed = run_checks(&verified);
+    assert_eq!(observed.len(), 3, "{verified:#}");
+    assert!(observed.iter().all(|(_, problems)| *problems == 0), "{observed:?}");
+
+    // Planted tampering, by other means than labs: a stray row in the effects table, a run that
+    // claims one consumer did all the work, and a redelivery claimed in publish order.
+    let effects_table = format!("{p}-ex2-effects");
+    let stray = || {
+        std::collections::HashMap::from([
+            ("consumer".to_owned(), aws_sdk_dynamodb::types::AttributeValue::S("billing".into())),
+            ("id".to_owned(), aws_sdk_dynamodb::types::AttributeValue::S("s999-o00001".into())),
+        ])
+    };
+    let topic = format!("{p}-ex2-orders");
+    let billing_dlq = format!("{p}-ex2-billing-dlq");
+    let poison = verified["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "billing-with-poison")
+        .map(|r| labs_core::order_messages::poison_body(r["seed"].as_u64().unwrap()))
+        .expect("the dead-letter run is recorded");
+    let original = rt.block_on(async {
+        let config = support::sdk_config().await;
+        let sns = aws_sdk_sns::Client::new(&config);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        dynamodb.put_item().table_name(&effects_table).set_item(Some(stray())).send().await.unwrap();
+        // A duplicate: the poison message twice in the dead-letter queue.
+        let url = sqs.get_queue_url().queue_name(&billing_dlq).send().await.unwrap().queue_url.unwrap();
+        sqs.send_message().queue_url(&url).message_body(&poison).send().await.unwrap();
+        let arn = topic_arn(&sns, &topic).await;
+        let tags = sns.list_tags_for_resource().resource_arn(&arn).send().await.unwrap();
+        let original: Vec<(String, String)> =
+            tags.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
+        for (key, value) in &original {
+            let head = value.split(' ').next().unwrap();
+            let forged = if value.contains(" load-balance=") {
+                format!("{head} load-balance=consumer-1:30")
+            } else if let Some((_, body)) = value.split_once(" redelivery=") {
+                let crashed = body.split('@').next().unwrap();
+                format!("{head} redelivery={crashed}@1,2,3,4,5,6")
+            } else {
+                continue;
+            };
+            let tag = aws_sdk_sns::types::Tag::builder().key(key).value(forged).build().unwrap();
+            sns.tag_resource().resource_arn(&arn).tags(tag).send().await.unwrap();
+        }
+        original
+    });
+    let tampered = labs(&p, &["verify", "example-2", "--wait", "2", "--json"]).fails().json();
+    let mut broken: Vec<String> = tampered["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| !f["problems"].as_array().unwrap().is_empty())
+        .map(|f| f["check"].as_str().unwrap().split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    broken.sort();
+    assert_eq!(broken, ["billing-dlq holds", "billing: it", "load-balance run", "redelivery run"], "{tampered:#}");
+    rt.block_on(async {
+        let config = support::sdk_config().await;
+        let sns = aws_sdk_sns::Client::new(&config);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        dynamodb.delete_item().table_name(&effects_table).set_key(Some(stray())).send().await.unwrap();
+        // Take one copy of the poison message out again; whatever else was received goes back.
+        let url = sqs.get_queue_url().queue_name(&billing_dlq).send().await.unwrap().queue_url.unwrap();
+        let received =
+            sqs.receive_message().queue_url(&url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+        let mut deleted = false;
+        for message in received.messages() {
+            let handle = message.receipt_handle().unwrap();
+            if !deleted && message.body() == Some(poison.as_str()) {
+                sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await.unwrap();
+                deleted = true;
+            } else {
+                sqs.change_message_visibility()
+                    .queue_url(&url)
+                    .receipt_handle(handle)
+                    .visibility_timeout(0)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        assert!(deleted, "the planted copy is in {billing_dlq}");
+        let arn = topic_arn(&sns, &topic).await;
+        for (key, value) in &original {
+            let tag = aws_sdk_sns::types::Tag::builder().key(key).value(value).build().unwrap();
+            sns.tag_resource().resource_arn(&arn).tags(tag).send().await.unwrap();
+        }
+    });
+    labs(&p, &["verify", "example-2"]).ok();
 
     // A queue loses a message: delete the poison message from billing's dead-letter queue.
     let dead_letter_queue = format!("{p}-ex2-billing-dlq");

@@ -112,6 +112,24 @@ async fn direct_writes_reach_the_index_and_tampering_fails_verify() {
     let report = failed.json();
     assert_eq!(report["passed"], false);
     assert_eq!(report["missing"], serde_json::json!([["teapot", "direct-1"]]));
+    assert_eq!(report["extra"], serde_json::json!([]));
+
+    // A stray row in the derived index, for a product the table does not have: verify fails too.
+    client
+        .put_item()
+        .table_name(format!("{p}-ex3-search-index"))
+        .item("term", AttributeValue::S("phantom".into()))
+        .item("product_id", AttributeValue::S("nowhere-1".into()))
+        .send()
+        .await
+        .unwrap();
+    let q = p.clone();
+    let failed =
+        tokio::task::spawn_blocking(move || labs(&q, &["verify", "example-3", "--wait", "3", "--json"]).fails())
+            .await
+            .unwrap();
+    let report = failed.json();
+    assert_eq!(report["extra"], serde_json::json!([["phantom", "nowhere-1"]]), "{report}");
 }
 
 #[test]
@@ -132,4 +150,158 @@ fn unknown_scenario_and_missing_tables_are_clear_errors() {
     assert!(run.error_line().contains("labs up example-3"), "{}", run.stderr);
     let run = labs(&p, &["verify", "example-3"]).fails();
     assert!(run.error_line().contains("does not exist"), "{}", run.stderr);
+}
+
+/// Every record of the products table's stream: (shard id, sequence number, the item's `id`).
+async fn stream_records(products: &str) -> Vec<(String, String, String)> {
+    let clients = labs_infra::Clients::new(&support::sdk_config().await);
+    let table = clients.dynamodb.describe_table().table_name(products).send().await.unwrap();
+    let stream_arn = table.table().unwrap().latest_stream_arn().unwrap().to_owned();
+    let streams = &clients.dynamodb_streams;
+    let stream = streams.describe_stream().stream_arn(&stream_arn).send().await.unwrap();
+    let mut records = Vec::new();
+    for shard in stream.stream_description().unwrap().shards() {
+        let shard_id = shard.shard_id().unwrap().to_owned();
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&stream_arn)
+            .shard_id(&shard_id)
+            .shard_iterator_type(aws_sdk_dynamodbstreams::types::ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .unwrap()
+            .shard_iterator;
+        while let Some(current) = iterator {
+            let page = streams.get_records().shard_iterator(current).send().await.unwrap();
+            if page.records().is_empty() {
+                break;
+            }
+            for record in page.records() {
+                let change = record.dynamodb().unwrap();
+                let id = change.keys().unwrap()["id"].as_s().unwrap().clone();
+                records.push((shard_id.clone(), change.sequence_number().unwrap().to_owned(), id));
+            }
+            iterator = page.next_shard_iterator;
+        }
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_record_goes_to_the_failure_queue_and_later_writes_still_reach_the_index() {
+    let p = prefix("ex3poison");
+    let _teardown = Teardown { prefix: &p, example: "example-3" };
+    let q = p.clone();
+    let run = tokio::task::spawn_blocking(move || {
+        labs(&q, &["up", "example-3"]).ok();
+        labs(&q, &["run", "example-3", "--scenario", "poison", "--count", "60", "--seed", "7", "--json"]).ok().json()
+    })
+    .await
+    .unwrap();
+    assert!(run["caught_up_seconds"].is_number(), "the good writes after the poison reached the index: {run}");
+    let failures = run["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 1, "one failure record, for the poison alone: {run}");
+    let failure = &failures[0];
+    assert_eq!(failure["batch_size"], 1, "bisect isolated the poison: {failure}");
+    assert_eq!(failure["condition"], "RetryAttemptsExhausted");
+    assert_eq!(failure["approximate_invoke_count"], 3, "the first attempt and two retries: {failure}");
+
+    // The record's shard and sequence range are the poison's, as the stream itself says.
+    let records = stream_records(&format!("{p}-ex3-products")).await;
+    let poison: Vec<_> = records.iter().filter(|(_, _, id)| id == "poison-7").collect();
+    assert_eq!(poison.len(), 1, "{records:?}");
+    let (shard_id, sequence_number, _) = poison[0];
+    assert_eq!(failure["shard_id"].as_str(), Some(shard_id.as_str()));
+    assert_eq!(failure["start_sequence_number"].as_str(), Some(sequence_number.as_str()));
+    assert_eq!(failure["end_sequence_number"].as_str(), Some(sequence_number.as_str()));
+
+    let q = p.clone();
+    let verified =
+        tokio::task::spawn_blocking(move || labs(&q, &["verify", "example-3", "--json"]).ok().json()).await.unwrap();
+    assert_eq!(verified["passed"], true, "{verified}");
+    assert_eq!(verified["odd_items"].as_array().unwrap().len(), 1, "the poison is the one odd item: {verified}");
+}
+
+fn runner_pid(p: &str) -> Option<u64> {
+    let status = labs(p, &["status", "--json"]).ok().json();
+    status["mappings"].as_array().unwrap().iter().find_map(|m| m["runner_pid"].as_u64())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runner_killed_mid_stream_and_started_again_skips_nothing() {
+    let p = prefix("ex3kill");
+    let _teardown = Teardown { prefix: &p, example: "example-3" };
+    let q = p.clone();
+    let first = tokio::task::spawn_blocking(move || {
+        labs(&q, &["up", "example-3"]).ok();
+        runner_pid(&q)
+    })
+    .await
+    .unwrap()
+    .expect("`up` started the runner");
+    let client = support::dynamodb().await;
+    let products = format!("{p}-ex3-products");
+    let write = |from: usize, to: usize| {
+        let client = client.clone();
+        let products = products.clone();
+        async move {
+            for i in from..to {
+                let item =
+                    product(&format!("kill-{i:03}"), &format!("Killjoy item{i}"), "written while the runner dies");
+                client.put_item().table_name(&products).set_item(Some(item)).send().await.unwrap();
+            }
+        }
+    };
+    write(0, 80).await;
+    let killed = std::process::Command::new("kill").args(["-9", &first.to_string()]).status().unwrap();
+    assert!(killed.success());
+    write(80, 160).await;
+
+    let q = p.clone();
+    let (second, verified) = tokio::task::spawn_blocking(move || {
+        let stopped = runner_pid(&q);
+        labs(&q, &["up", "example-3"]).ok();
+        (stopped, runner_pid(&q), labs(&q, &["verify", "example-3", "--json"]).ok().json())
+    })
+    .await
+    .map(|(stopped, second, verified)| {
+        assert_eq!(stopped, None, "status shows the killed runner as not running");
+        (second, verified)
+    })
+    .unwrap();
+    assert!(second.is_some_and(|pid| pid != first), "`up` started a new runner: {second:?} after {first}");
+    assert_eq!(verified["passed"], true, "{verified}");
+    assert_eq!(verified["products"], 160, "{verified}");
+}
+
+/// The settings of the prefix's one mapping, as `labs status --json` shows them.
+fn mapping_settings(p: &str) -> String {
+    let status = labs(p, &["status", "--json"]).ok().json();
+    let mappings = status["mappings"].as_array().unwrap();
+    assert_eq!(mappings.len(), 1, "{status}");
+    assert_eq!(mappings[0]["run_by"], "labs runner");
+    mappings[0]["settings"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn triggers_set_changes_the_runner_and_up_restores_the_declaration() {
+    let p = prefix("ex3set");
+    let _teardown = Teardown { prefix: &p, example: "example-3" };
+    labs(&p, &["up", "example-3"]).ok();
+    assert!(mapping_settings(&p).contains("retries 2, max age unlimited, bisect on"), "{}", mapping_settings(&p));
+
+    let refused = labs(&p, &["triggers", "set", "ex3-cdc-indexer", "--parallelization", "11"]).fails();
+    assert!(refused.error_line().contains("ParallelizationFactor 11"), "{}", refused.stderr);
+    labs(
+        &p,
+        &["triggers", "set", "ex3-cdc-indexer", "--max-retries", "-1", "--bisect", "off", "--max-record-age", "60"],
+    )
+    .ok();
+    let changed = mapping_settings(&p);
+    assert!(changed.contains("retries unlimited, max age 60 s, bisect off"), "{changed}");
+
+    // The declaration is the truth again after `up`, with nothing for the engine to change.
+    let up = labs(&p, &["up", "example-3", "--json"]).ok().json();
+    assert!(up["changes"].as_array().unwrap().iter().all(|c| c["action"]["action"] == "unchanged"), "{up}");
+    assert!(mapping_settings(&p).contains("retries 2, max age unlimited, bisect on"), "{}", mapping_settings(&p));
 }

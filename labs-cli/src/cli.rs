@@ -28,8 +28,9 @@ pub struct GlobalArgs {
     /// Name prefix for every resource, so several learners or tests can share one endpoint.
     #[arg(long, global = true, default_value = "labs", value_parser = parse_prefix)]
     pub prefix: String,
-    /// A LocalStack-compatible endpoint to use instead of the embedded emulator (never started by labs).
-    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", conflicts_with = "aws")]
+    /// A LocalStack-compatible endpoint to use instead of the embedded emulator (never started by
+    /// labs); default: the AWS_ENDPOINT_URL environment variable.
+    #[arg(long, global = true, conflicts_with = "aws")]
     pub endpoint_url: Option<String>,
     /// Use real AWS through the standard credential chain, profile and region.
     #[arg(long, global = true)]
@@ -40,6 +41,10 @@ pub struct GlobalArgs {
     /// Answer yes to confirmation questions (real AWS only asks).
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
+    /// On an emulator, let its own event source mappings run stream triggers instead of labs'
+    /// runner (which has AWS's retry, bisect and on-failure semantics).
+    #[arg(long, global = true, env = "LABS_ENDPOINT_MAPPINGS")]
+    pub endpoint_mappings: bool,
 }
 
 impl GlobalArgs {
@@ -49,6 +54,7 @@ impl GlobalArgs {
             endpoint_url: self.endpoint_url.clone(),
             aws: self.aws,
             yes: self.yes,
+            endpoint_mappings: self.endpoint_mappings,
         }
     }
 }
@@ -93,9 +99,16 @@ pub enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Print an example's section of the guide; without one, the list of sections.
+    Guide(GuideArgs),
+    /// Every item of the learning plan, the lab that answers it, and how far (verified, shown, ...).
+    Questions(QuestionsArgs),
     /// Manage the embedded emulator.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+    /// Stream triggers run by labs' runner: change a mapping's settings, read the runner's log.
+    #[command(subcommand)]
+    Triggers(TriggersCommand),
     /// Print shell completions.
     Completions {
         #[arg(value_enum)]
@@ -217,10 +230,27 @@ pub struct BuildArgs {
     pub example: Option<ExampleId>,
 }
 
+/// What `labs bench` measures: an example, or `triggers` (labs' runner beside the emulator's own
+/// poller).
+#[derive(Debug, Clone, Copy)]
+pub enum BenchSubject {
+    Example(ExampleId),
+    Triggers,
+}
+
+impl std::str::FromStr for BenchSubject {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "triggers" { Ok(Self::Triggers) } else { text.parse().map(Self::Example) }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    pub example: ExampleId,
-    /// Records (example 1) or writes (example 3) to measure with.
+    /// example-1, example-3, ... or `triggers` (the stream-trigger runner beside the emulator's poller)
+    pub subject: BenchSubject,
+    /// Records (example 1, triggers) or writes (example 3) to measure with.
     #[arg(long)]
     pub count: Option<usize>,
 }
@@ -249,4 +279,146 @@ pub enum EmulatorCommand {
     Reset,
     /// Where the emulator keeps its files.
     Path,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TriggersCommand {
+    /// Change a stream mapping's settings (the runner's, or the real mapping's on AWS).
+    Set(TriggersSetArgs),
+    /// Print the runner's log for this endpoint and prefix.
+    Logs {
+        /// Only the last N lines.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+    /// Run the mappings of this prefix until none is left (started by `labs up`).
+    #[command(hide = true)]
+    Serve,
+}
+
+#[derive(Debug, Args)]
+pub struct TriggersSetArgs {
+    /// The function the mapping invokes (e.g. ex3-cdc-indexer), or the mapping as `labs status` names it.
+    pub mapping: String,
+    /// BisectBatchOnFunctionError.
+    #[arg(long, value_enum)]
+    pub bisect: Option<OnOff>,
+    /// MaximumRetryAttempts: -1 (until the record expires) or 0 to 10000.
+    #[arg(long, allow_hyphen_values = true)]
+    pub max_retries: Option<i64>,
+    /// MaximumRecordAgeInSeconds: -1 or 60 to 604800.
+    #[arg(long, allow_hyphen_values = true)]
+    pub max_record_age: Option<i64>,
+    /// ParallelizationFactor, 1 to 10.
+    #[arg(long)]
+    pub parallelization: Option<u32>,
+    /// BatchSize, 1 to 10000.
+    #[arg(long)]
+    pub batch_size: Option<u32>,
+    /// FunctionResponseTypes ReportBatchItemFailures.
+    #[arg(long, value_enum)]
+    pub report_batch_item_failures: Option<OnOff>,
+}
+
+impl TriggersSetArgs {
+    pub fn changes(&self) -> crate::triggers::Changes {
+        crate::triggers::Changes {
+            bisect: self.bisect.map(OnOff::is_on),
+            max_retries: self.max_retries,
+            max_record_age: self.max_record_age,
+            parallelization: self.parallelization,
+            batch_size: self.batch_size,
+            report_batch_item_failures: self.report_batch_item_failures.map(OnOff::is_on),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GuideArgs {
+    /// example-1, example-2, ... (default: list the sections)
+    pub example: Option<ExampleId>,
+}
+
+#[derive(Debug, Args)]
+pub struct QuestionsArgs {
+    /// Print the map page (references/learning-map.md) instead of the table.
+    #[arg(long)]
+    pub markdown: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use proptest::prelude::*;
+
+    use super::Cli;
+
+    /// Words the command line knows, so arbitrary argv reaches the value parsers, not only
+    /// "unknown subcommand".
+    const WORDS: &[&str] = &[
+        "list",
+        "status",
+        "up",
+        "down",
+        "run",
+        "verify",
+        "bench",
+        "build",
+        "doctor",
+        "produce",
+        "consume",
+        "emulator",
+        "completions",
+        "--prefix",
+        "--endpoint-url",
+        "--aws",
+        "--json",
+        "--yes",
+        "--dry-run",
+        "--scenario",
+        "--count",
+        "--seed",
+        "--query",
+        "--wait",
+        "--stream",
+        "--from",
+        "--timestamp",
+        "--limit",
+        "--follow",
+        "--rate",
+        "--keys",
+        "guide",
+        "questions",
+        "--markdown",
+        "example-1",
+        "example-9",
+        "ex3",
+        "18446744073709551615",
+        "-1",
+        "",
+    ];
+
+    fn argument() -> impl Strategy<Value = String> {
+        prop_oneof![prop::sample::select(WORDS).prop_map(str::to_owned), any::<String>()]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_argv_is_parsed_or_refused_never_a_panic(args in prop::collection::vec(argument(), 0..6)) {
+            let argv = std::iter::once("labs".to_owned()).chain(args);
+            let _ = Cli::try_parse_from(argv);
+        }
+    }
 }

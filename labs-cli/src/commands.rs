@@ -2,13 +2,16 @@
 //! `examples/`). Each resolves its target, does its work, and reports a table or JSON.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
 use labs_infra::{Action, Engine, SdkContext, stack};
 use serde::Serialize;
 
 use crate::cli::{
-    BuildArgs, ConsumeArgs, EmulatorCommand, ExampleArg, GlobalArgs, KeyStrategy, ProduceArgs, StartFrom, UpArgs,
+    BuildArgs, ConsumeArgs, EmulatorCommand, ExampleArg, GlobalArgs, KeyStrategy, ProduceArgs, StartFrom,
+    TriggersCommand, UpArgs,
 };
 use crate::driver::clickstream;
 use crate::driver::kinesis::{self, Position, Until};
@@ -18,6 +21,7 @@ use crate::output::{self, Output, note};
 use crate::provision;
 use crate::target::Target;
 use crate::toolchain;
+use crate::triggers;
 
 /// The stack `labs doctor` deploys (`infra/stacks/probe.toml`), and its one function.
 const PROBE_STACK: &str = "probe";
@@ -80,6 +84,7 @@ struct StatusReport {
     target: crate::target::TargetKind,
     emulator: Option<emulator::Status>,
     examples: Vec<ExampleStatus>,
+    mappings: Vec<triggers::MappingStatus>,
 }
 
 #[derive(Serialize)]
@@ -110,10 +115,13 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
         );
     }
     let mut examples = Vec::new();
+    let mut mappings = Vec::new();
     if emulator.as_ref().is_none_or(|s| s.healthy) {
         let engine = Engine::connect(&target.clients, &target.prefix).await?;
+        let mut stacks = Vec::new();
         for (about, _) in examples::built() {
             let stack = about.id.stack()?;
+            stacks.push(stack.clone());
             let plan = engine.plan(&stack, &HashMap::new()).await?;
             let provisioned = plan.changes.iter().filter(|c| c.action != Action::Create).count();
             examples.push(ExampleStatus { example: about.id.to_string(), provisioned, declared: plan.changes.len() });
@@ -130,10 +138,95 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
                 vec![e.example.clone(), format!("{} of {}", e.provisioned, e.declared), state.to_owned()]
             }),
         );
+        mappings = triggers::status(&target, &stacks).await?;
+        show_mappings(&mappings, out);
     } else {
         out.say("The emulator is not running: `labs emulator up` starts it (any other command does too).");
     }
-    out.json(&StatusReport { target: target.kind.clone(), emulator, examples })
+    out.json(&StatusReport { target: target.kind.clone(), emulator, examples, mappings })
+}
+
+fn show_mappings(mappings: &[triggers::MappingStatus], out: Output) {
+    if mappings.is_empty() {
+        return;
+    }
+    out.table(
+        "Stream mappings",
+        &["mapping", "run by", "settings", "iterator age"],
+        mappings.iter().map(|m| {
+            let run_by = match (m.run_by, m.runner_pid) {
+                (who, Some(pid)) => format!("{who} (pid {pid})"),
+                (who, None) if m.iterator_age_source.starts_with("MillisBehind") => {
+                    format!("{who} (not running: `labs up` starts it)")
+                }
+                (who, None) => who.to_owned(),
+            };
+            vec![m.mapping.clone(), run_by, m.settings.clone(), m.iterator_age_source.to_owned()]
+        }),
+    );
+    let shards: Vec<Vec<String>> = mappings
+        .iter()
+        .flat_map(|m| {
+            m.shards.iter().map(|s| {
+                let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+                vec![
+                    m.mapping.clone(),
+                    s.shard_id.clone(),
+                    or_dash(s.checkpoint.clone()) + if s.finished { " (finished)" } else { "" },
+                    or_dash(s.millis_behind_latest.map(|n| n.to_string())),
+                    or_dash(s.retries_in_progress.map(|n| n.to_string())),
+                    or_dash(s.last_result.clone()),
+                    or_dash(s.discarded_batches.map(|n| n.to_string())),
+                ]
+            })
+        })
+        .collect();
+    if !shards.is_empty() {
+        out.table(
+            "Shards of the mappings labs' runner executes",
+            &[
+                "mapping",
+                "shard",
+                "checkpoint",
+                "ms behind",
+                "retries in progress",
+                "last result",
+                "sent to on-failure since start",
+            ],
+            shards,
+        );
+    }
+}
+
+pub async fn triggers(global: &GlobalArgs, command: &TriggersCommand, out: Output) -> Result<()> {
+    match command {
+        TriggersCommand::Serve => {
+            let target = Target::resolve(&global.target(), false).await?;
+            triggers::serve(&target).await
+        }
+        TriggersCommand::Logs { tail } => {
+            let target = Target::resolve(&global.target(), false).await?;
+            let Some(endpoint) = target.endpoint() else {
+                bail!("on AWS, Lambda runs the mappings: their logs are the function's CloudWatch logs");
+            };
+            let path = triggers::log_path(endpoint, &target.prefix)?;
+            let text = std::fs::read_to_string(&path).map_err(|_| {
+                anyhow::anyhow!("no runner log yet at {} (`labs up` starts the runner)", path.display())
+            })?;
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(*tail)..] {
+                println!("{line}");
+            }
+            Ok(())
+        }
+        TriggersCommand::Set(args) => {
+            let target = Target::resolve(&global.target(), true).await?;
+            target.confirm(&format!("Change the mapping {} on {}?", args.mapping, target.kind.describe()))?;
+            let (mapping, settings) = triggers::set(&target, &args.mapping, &args.changes()).await?;
+            out.say(format!("{mapping}: {settings}"));
+            out.json(&serde_json::json!({ "mapping": mapping, "settings": settings }))
+        }
+    }
 }
 
 pub async fn produce(global: &GlobalArgs, args: &ProduceArgs, out: Output) -> Result<()> {
@@ -206,49 +299,61 @@ pub async fn consume(global: &GlobalArgs, args: &ConsumeArgs, out: Output) -> Re
     }
     let until = if args.follow { Until::Forever } else { Until::CaughtUp };
     let json = out.json;
-    let print = move |record: &kinesis::Incoming| {
-        let data = String::from_utf8_lossy(&record.data);
-        if json {
-            let value = serde_json::json!({
-                "shard_id": record.shard_id, "sequence_number": record.sequence_number,
-                "partition_key": record.partition_key, "millis_behind_latest": record.millis_behind_latest,
-                "data": serde_json::from_str::<serde_json::Value>(&data).unwrap_or(serde_json::Value::String(data.into_owned())),
-            });
-            println!("{value}");
-        } else {
-            println!(
-                "{}  {}  key={}  lag={}ms  {}",
-                record.shard_id, record.sequence_number, record.partition_key, record.millis_behind_latest, data
-            );
+    // With --limit, N records in all, however many shards are read at once.
+    let printed = Arc::new(AtomicUsize::new(0));
+    let limit_reached = Arc::new(tokio::sync::Notify::new());
+    let print = {
+        let (printed, limit_reached, limit) = (printed.clone(), limit_reached.clone(), args.limit);
+        move |record: &kinesis::Incoming| {
+            let n = printed.fetch_add(1, Ordering::SeqCst) + 1;
+            if limit.is_some_and(|limit| n > limit) {
+                return;
+            }
+            if limit == Some(n) {
+                limit_reached.notify_one();
+            }
+            let data = String::from_utf8_lossy(&record.data);
+            if json {
+                let value = serde_json::json!({
+                    "shard_id": record.shard_id, "sequence_number": record.sequence_number,
+                    "partition_key": record.partition_key, "millis_behind_latest": record.millis_behind_latest,
+                    "data": serde_json::from_str::<serde_json::Value>(&data).unwrap_or(serde_json::Value::String(data.into_owned())),
+                });
+                output::line(value.to_string());
+            } else {
+                output::line(format!(
+                    "{}  {}  key={}  lag={}ms  {}",
+                    record.shard_id, record.sequence_number, record.partition_key, record.millis_behind_latest, data
+                ));
+            }
         }
     };
-    let mut total = 0;
     if args.follow {
-        // Every shard at once, until interrupted.
+        // Every shard at once, until interrupted or the limit is reached.
         let mut readers = tokio::task::JoinSet::new();
         for shard in shards {
             let (client, stream, position, limit) = (client.clone(), args.stream.clone(), position.clone(), args.limit);
+            let print = print.clone();
             readers.spawn(async move {
-                kinesis::read_shard(&client, &stream, &shard.shard_id, &position, until, limit, print)
-                    .await
-                    .map(|r| r.len())
+                kinesis::read_shard(&client, &stream, &shard.shard_id, &position, until, limit, print).await.map(|_| ())
             });
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => note("stopped"),
-            _ = async { while let Some(done) = readers.join_next().await { if let Ok(Ok(n)) = done { total += n; } } } => {}
+            _ = limit_reached.notified() => {}
+            _ = async { while readers.join_next().await.is_some() {} } => {}
         }
     } else {
         for shard in shards {
-            let remaining = args.limit.map(|l| l.saturating_sub(total));
+            let remaining = args.limit.map(|l| l.saturating_sub(printed.load(Ordering::SeqCst)));
             if remaining == Some(0) {
                 break;
             }
-            total += kinesis::read_shard(client, &args.stream, &shard.shard_id, &position, until, remaining, print)
-                .await?
-                .len();
+            kinesis::read_shard(client, &args.stream, &shard.shard_id, &position, until, remaining, print.clone())
+                .await?;
         }
     }
+    let total = args.limit.map_or(printed.load(Ordering::SeqCst), |l| printed.load(Ordering::SeqCst).min(l));
     note(format!("{total} records read from {}", args.stream));
     Ok(())
 }
@@ -384,6 +489,10 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             out.json(&emulator::status(port)?)
         }
         EmulatorCommand::Down => {
+            let runners = triggers::stop_all_on(&emulator::endpoint(port))?;
+            if runners > 0 {
+                note(format!("stopped {runners} stream-trigger runner(s)"));
+            }
             let stopped = emulator::down(port)?;
             out.say(if stopped {
                 "stopped the embedded emulator"
@@ -413,7 +522,7 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
                 std::fs::read_to_string(&path).map_err(|_| anyhow::anyhow!("no log yet at {}", path.display()))?;
             let lines: Vec<&str> = text.lines().collect();
             for line in &lines[lines.len().saturating_sub(*tail)..] {
-                println!("{line}");
+                output::line(line);
             }
             Ok(())
         }
@@ -423,7 +532,7 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             Ok(())
         }
         EmulatorCommand::Path => {
-            println!("{}", emulator::home()?.display());
+            output::line(emulator::home()?.display().to_string());
             Ok(())
         }
     }

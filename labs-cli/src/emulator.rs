@@ -43,7 +43,7 @@ pub fn venv() -> Result<PathBuf> {
     Ok(home()?.join("venv"))
 }
 
-fn run_dir() -> Result<PathBuf> {
+pub(crate) fn run_dir() -> Result<PathBuf> {
     let dir = home()?.join("run");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
@@ -193,7 +193,7 @@ fn read_pid(port: u16) -> Result<Option<i32>> {
     Ok(fs::read_to_string(path).ok().and_then(|text| text.trim().parse().ok()))
 }
 
-fn alive(pid: i32) -> bool {
+pub(crate) fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     unsafe { libc::kill(pid, 0) == 0 }
 }
@@ -214,7 +214,7 @@ fn ours(pid: i32) -> bool {
 }
 
 /// Stops the process group `pid` leads: politely, then for good.
-fn stop_group(pid: i32) {
+pub(crate) fn stop_group(pid: i32) {
     // SAFETY: plain signal sends to the process group labs created (pgid == pid, checked by the caller).
     unsafe { libc::kill(-pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);

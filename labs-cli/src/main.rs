@@ -6,16 +6,19 @@ mod commands;
 mod driver;
 mod emulator;
 mod examples;
+mod learning;
 mod output;
 mod provision;
 mod target;
 mod toolchain;
+mod trigger_bench;
+mod triggers;
 
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{Cli, Command};
+use crate::cli::{BenchSubject, Cli, Command};
 use crate::output::Output;
 use crate::target::Target;
 
@@ -44,10 +47,16 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(args) => commands::build(args, out)?,
         Command::Bench(args) => {
             let target = Target::resolve(&global.target(), true).await?;
-            examples::bench(&target, args.example, &args.options(), out).await?;
+            match args.subject {
+                BenchSubject::Example(id) => examples::bench(&target, id, &args.options(), out).await?,
+                BenchSubject::Triggers => trigger_bench::bench(&target, args.count, out).await?,
+            }
         }
         Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,
+        Command::Guide(args) => learning::guide(args.example, out)?,
+        Command::Questions(args) => learning::questions(args.markdown, out)?,
         Command::Emulator(command) => commands::emulator(command, out)?,
+        Command::Triggers(command) => commands::triggers(global, command, out).await?,
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "labs", &mut std::io::stdout());
         }

@@ -36,6 +36,21 @@ pub fn progress(len: u64, message: &str) -> ProgressBar {
     bar
 }
 
+/// Prints one line of results on stdout. When the reader has gone (`labs consume | head`), labs
+/// stops quietly, as `cat` does: nothing it prints is worth an error then.
+pub fn line(text: impl AsRef<str>) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{}", text.as_ref()).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(err) => {
+            eprintln!("error: cannot write to stdout: {err}");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// Says something to the learner on stderr, so stdout stays clean for `--json`.
 pub fn note(text: impl AsRef<str>) {
     eprintln!("{}", text.as_ref());
@@ -73,21 +88,21 @@ impl Output {
             table.add_row(row.into_iter().collect::<Vec<_>>());
         }
         if !title.is_empty() {
-            println!("{title}");
+            line(title);
         }
-        println!("{table}");
+        line(table.to_string());
     }
 
     /// Prose for people; silent in JSON mode.
     pub fn say(&self, text: impl AsRef<str>) {
         if !self.json && !self.quiet {
-            println!("{}", text.as_ref());
+            line(text);
         }
     }
 
     pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value)?);
+            line(serde_json::to_string_pretty(value)?);
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ use labs_infra::{Action, Artifact, DestroyIncomplete, Engine, Removed, stack};
 use crate::output::{self, Output};
 use crate::target::Target;
 use crate::toolchain;
+use crate::triggers;
 
 /// Builds the functions a stack deploys.
 fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
@@ -18,7 +19,10 @@ fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
 }
 
 /// Plans `stack` and, unless `dry_run`, applies it after the learner's confirmation (real AWS).
-pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out: Output) -> Result<()> {
+/// Stream mappings the runner executes are created disabled, and the runner gets their settings
+/// from `declared` (a changed declaration changes them) and is started if it is not running.
+pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, out: Output) -> Result<()> {
+    let stack = &triggers::for_engine(target, declared);
     let artifacts = build_for(stack)?;
     let engine = Engine::connect(&target.clients, &target.prefix).await?;
     let plan = engine.plan(stack, &artifacts).await?;
@@ -35,6 +39,7 @@ pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out:
     }
     plan.refuse_conflicts()?;
     if plan.is_noop() {
+        triggers::publish(target, declared).await?;
         out.say(format!("{} is up to date.", stack.example));
         return out.json(&plan);
     }
@@ -43,6 +48,7 @@ pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out:
     let progress = |message: &str| spinner.set_message(message.to_owned());
     engine.apply(stack, &plan, &artifacts, &progress).await?;
     spinner.finish_and_clear();
+    triggers::publish(target, declared).await?;
     let changed = plan.changes.iter().filter(|c| c.action != Action::Unchanged).count();
     out.say(format!(
         "{} is up: {changed} resources created or updated. Next: labs run {}",
@@ -53,12 +59,15 @@ pub async fn up_stack(target: &Target, stack: &stack::Stack, dry_run: bool, out:
 
 /// Removes what `stack` declares for the target's prefix, with a spinner while it waits. Every
 /// row comes back, with the error that some could not be removed (the engine goes on past one).
+/// The runner stops the stack's mappings first, and stops altogether once the prefix has none left.
 pub async fn destroy_stack(target: &Target, stack: &stack::Stack) -> Result<(Vec<Removed>, Option<anyhow::Error>)> {
+    triggers::forget(target, stack).await?;
     let engine = Engine::connect(&target.clients, &target.prefix).await?;
     let spinner = output::spinner("removing");
     let progress = |message: &str| spinner.set_message(message.to_owned());
     let removed = engine.destroy(stack, &progress).await;
     spinner.finish_and_clear();
+    triggers::stop_if_idle(target).await?;
     match removed {
         Ok(rows) => Ok((rows, None)),
         Err(err) => match err.downcast::<DestroyIncomplete>() {
@@ -76,6 +85,7 @@ pub async fn disconnect_sources(target: &Target, stack: &stack::Stack) -> Result
         event_source_mappings: stack.event_source_mappings.clone(),
         ..Default::default()
     };
+    triggers::forget(target, stack).await?;
     let engine = Engine::connect(&target.clients, &target.prefix).await?;
     engine.destroy(&mappings_only, &|_: &str| {}).await?;
     Ok(())

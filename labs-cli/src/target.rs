@@ -46,12 +46,17 @@ pub struct TargetChoice {
     pub endpoint_url: Option<String>,
     pub aws: bool,
     pub yes: bool,
+    /// On an endpoint, let its own event source mappings run stream triggers instead of labs'
+    /// runner.
+    pub endpoint_mappings: bool,
 }
 
 pub struct Target {
     pub kind: TargetKind,
     pub clients: Clients,
     pub prefix: String,
+    /// Stream triggers run by the endpoint's own mappings, not labs' runner (never on AWS).
+    pub endpoint_mappings: bool,
     yes: bool,
 }
 
@@ -102,6 +107,17 @@ impl Target {
     /// Resolves the target from the global flags. `start_emulator` is false for commands that
     /// only look (status): they report a stopped emulator instead of starting one.
     pub async fn resolve(global: &TargetChoice, start_emulator: bool) -> Result<Self> {
+        // aws-config honours AWS_ENDPOINT_URL, so with --aws it would quietly send every request
+        // to that endpoint instead of real AWS.
+        let endpoint_from_env = std::env::var("AWS_ENDPOINT_URL").ok().filter(|url| !url.trim().is_empty());
+        if global.aws
+            && let Some(url) = &endpoint_from_env
+        {
+            bail!(
+                "--aws asks for real AWS, but the environment variable AWS_ENDPOINT_URL={url} would send every request there: unset it first"
+            );
+        }
+        let endpoint_url = global.endpoint_url.clone().or(endpoint_from_env);
         let (kind, config) = if global.aws {
             let config = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await;
             let region = config
@@ -116,7 +132,7 @@ impl Target {
                 .doing("checking your AWS credentials (STS GetCallerIdentity)")?;
             let account = identity.account().unwrap_or("unknown").to_owned();
             (TargetKind::Aws { account, region }, config)
-        } else if let Some(endpoint) = &global.endpoint_url {
+        } else if let Some(endpoint) = &endpoint_url {
             let endpoint = endpoint.trim_end_matches('/').to_owned();
             if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
                 bail!("--endpoint-url {endpoint} is not an http(s) URL");
@@ -141,7 +157,21 @@ impl Target {
             (TargetKind::Embedded { endpoint }, config)
         };
         note(format!("target: {}, prefix {}", kind.describe(), global.prefix));
-        Ok(Self { kind, clients: Clients::new(&config), prefix: global.prefix.clone(), yes: global.yes })
+        Ok(Self {
+            kind,
+            clients: Clients::new(&config),
+            prefix: global.prefix.clone(),
+            endpoint_mappings: global.endpoint_mappings,
+            yes: global.yes,
+        })
+    }
+
+    /// The endpoint's URL, except on real AWS.
+    pub fn endpoint(&self) -> Option<&str> {
+        match &self.kind {
+            TargetKind::Embedded { endpoint } | TargetKind::Endpoint { endpoint } => Some(endpoint),
+            TargetKind::Aws { .. } => None,
+        }
     }
 
     /// The full name of a declared resource under this target's prefix.

@@ -153,8 +153,7 @@ impl Lab {
     fn runner(&self) -> Runner {
         Runner::new(RunnerClients {
             kinesis: self.clients.kinesis.clone(),
-            // labs_infra::Clients has no DynamoDB Streams client yet; built from its config.
-            dynamodb_streams: aws_sdk_dynamodbstreams::Client::new(&self.clients.config),
+            dynamodb_streams: self.clients.dynamodb_streams.clone(),
             lambda: self.clients.lambda.clone(),
             destinations: Destinations { sqs: self.clients.sqs.clone(), sns: self.clients.sns.clone() },
             checkpoints: CheckpointTable::new(self.clients.dynamodb.clone(), &self.checkpoints_table),

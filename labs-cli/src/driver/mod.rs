@@ -6,3 +6,4 @@ pub mod clickstream;
 pub mod dynamodb;
 pub mod kinesis;
 pub mod messaging;
+pub mod seeds;

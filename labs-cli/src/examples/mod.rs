@@ -75,6 +75,7 @@ pub mod example_1;
 pub mod example_2;
 pub mod example_3;
 pub mod example_4;
+pub mod example_5;
 pub mod example_7;
 
 /// Every example, in the order `labs list` shows them. Adding one is adding its line here.
@@ -83,12 +84,7 @@ pub const REGISTRY: &[Entry] = &[
     Entry::built(example_2::ABOUT, &example_2::Example2),
     Entry::built(example_3::ABOUT, &example_3::Example3),
     Entry::built(example_4::ABOUT, &example_4::Example4),
-    Entry::planned(About::new(
-        5,
-        "Event sourcing",
-        "events as truth, projections, replay and rebuild",
-        "Kinesis, Lambda, DynamoDB",
-    )),
+    Entry::built(example_5::ABOUT, &example_5::Example5),
     Entry::planned(About::new(
         6,
         "Time",

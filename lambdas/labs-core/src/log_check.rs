@@ -71,6 +71,32 @@ pub fn check_log<'a>(expected: impl IntoIterator<Item = &'a str>, records: &[Rea
     report
 }
 
+/// A replay checked again: what a run said it read when it replayed from a position, against
+/// what the log holds of the run after that position now.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplayReport {
+    /// Event ids of the run the full read holds after the position, in reading order.
+    pub expected: usize,
+    /// What reading from the position again returns of the run.
+    pub read_again: usize,
+    /// What the run recorded it read from there.
+    pub recorded: usize,
+    /// Whether the replay returned exactly the expected ids, in the same order.
+    pub identical: bool,
+}
+
+impl ReplayReport {
+    pub fn is_ok(&self) -> bool {
+        self.identical && self.recorded == self.read_again
+    }
+}
+
+/// Compares a replay read again (`replayed`) with the ids the full read holds after the same
+/// position (`expected`), and with the count the run recorded when it replayed.
+pub fn check_replay(expected: &[&str], replayed: &[&str], recorded: usize) -> ReplayReport {
+    ReplayReport { expected: expected.len(), read_again: replayed.len(), recorded, identical: expected == replayed }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +121,14 @@ mod tests {
         assert_eq!(report.missing, vec!["e2".to_owned()]);
         assert_eq!(report.duplicated, vec![("e1".to_owned(), 2)]);
         assert_eq!(report.out_of_order, vec![("a".to_owned(), "10".to_owned(), "9".to_owned())]);
+    }
+
+    #[test]
+    fn a_replay_agrees_only_with_the_same_ids_in_order_and_the_recorded_count() {
+        assert!(check_replay(&["e2", "e3"], &["e2", "e3"], 2).is_ok());
+        assert!(!check_replay(&["e2", "e3"], &["e3", "e2"], 2).is_ok(), "reordered");
+        assert!(!check_replay(&["e2", "e3"], &["e2"], 1).is_ok(), "lost");
+        assert!(!check_replay(&["e2", "e3"], &["e2", "e3"], 3).is_ok(), "the run claimed more than is there");
     }
 
     #[test]

@@ -191,10 +191,12 @@ impl Publication {
         (format!("{RUN_TAG}{}", self.seed), format!("{}:{}", self.route.as_str(), self.count))
     }
 
-    /// Reads a tag written by [`Publication::tag`]; other tags give `None`.
+    /// Reads a tag written by [`Publication::tag`] (and perhaps extended by
+    /// [`Observation::tag_value`]); other tags give `None`.
     pub fn from_tag(key: &str, value: &str) -> Option<Self> {
         let seed = key.strip_prefix(RUN_TAG)?.parse().ok()?;
-        let (route, count) = value.split_once(':')?;
+        let head = value.split(' ').next()?;
+        let (route, count) = head.split_once(':')?;
         Some(Self { seed, route: Route::parse(route)?, count: count.parse().ok()? })
     }
 
@@ -209,6 +211,147 @@ impl Publication {
             Route::ShippingWithReject => Some((Subscriber::Shipping, unshippable_body(self.seed))),
             Route::Topic | Route::Billing => None,
         }
+    }
+}
+
+/// What a run saw, recorded after the publication in the same tag value, so `verify` can hold
+/// the run's account against the effects table and the regenerated orders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Observation {
+    /// Fan-out: how many of the run's orders each subscriber handled (billing, shipping,
+    /// analytics), counted in the effects table.
+    FanOut { handled: [usize; 3] },
+    /// Load balancing: how many of the run's orders each competing consumer applied.
+    LoadBalance { shares: Vec<(String, usize)> },
+    /// Redelivery: the order whose consumer crashed, and the seqs in the order the surviving
+    /// consumer processed them.
+    Redelivery { crashed_seq: u64, processing: Vec<u64> },
+}
+
+impl Observation {
+    /// The publication's tag value followed by this observation: `fan-out=3/3/1`,
+    /// `load-balance=consumer-1:10/consumer-2:9`, `redelivery=1@2,3,1`.
+    pub fn tag_value(&self, publication: &Publication) -> String {
+        let (_, head) = publication.tag();
+        let text = match self {
+            Observation::FanOut { handled: [b, s, a] } => format!("fan-out={b}/{s}/{a}"),
+            Observation::LoadBalance { shares } => {
+                format!("load-balance={}", shares.iter().map(|(c, n)| format!("{c}:{n}")).collect::<Vec<_>>().join("/"))
+            }
+            Observation::Redelivery { crashed_seq, processing } => format!(
+                "redelivery={crashed_seq}@{}",
+                processing.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+            ),
+        };
+        format!("{head} {text}")
+    }
+
+    /// The observation in a tag value, if the run recorded one; `Err` when it is there but
+    /// unreadable (a verifier must not skip it).
+    pub fn from_tag_value(value: &str) -> Result<Option<Self>, String> {
+        let Some((_, text)) = value.split_once(' ') else { return Ok(None) };
+        let bad = || format!("unreadable observation '{text}'");
+        let (kind, body) = text.split_once('=').ok_or_else(bad)?;
+        let number = |t: &str| t.parse::<u64>().map_err(|_| bad());
+        Ok(Some(match kind {
+            "fan-out" => {
+                let counts: Vec<usize> =
+                    body.split('/').map(|t| t.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+                Observation::FanOut { handled: counts.try_into().map_err(|_| bad())? }
+            }
+            "load-balance" => Observation::LoadBalance {
+                shares: body
+                    .split('/')
+                    .map(|share| {
+                        let (consumer, n) = share.split_once(':').ok_or_else(bad)?;
+                        Ok((consumer.to_owned(), n.parse().map_err(|_| bad())?))
+                    })
+                    .collect::<Result<_, String>>()?,
+            },
+            "redelivery" => {
+                let (crashed, order) = body.split_once('@').ok_or_else(bad)?;
+                Observation::Redelivery {
+                    crashed_seq: number(crashed)?,
+                    processing: order.split(',').map(number).collect::<Result<_, _>>()?,
+                }
+            }
+            _ => return Err(bad()),
+        }))
+    }
+
+    /// Holds what the run recorded against the effects table and the regenerated orders: the
+    /// counts must be the table's, the split must be real, the reordering must have happened.
+    pub fn check(&self, publication: &Publication, effects: &[Effect]) -> Finding {
+        let orders = publication.orders();
+        let ids: BTreeSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
+        let rows = |subscriber: Subscriber| -> Vec<&Effect> {
+            effects.iter().filter(|e| e.consumer == subscriber.as_str() && ids.contains(e.id.as_str())).collect()
+        };
+        let seed = publication.seed;
+        let mut problems = Vec::new();
+        let check = match self {
+            Observation::FanOut { handled } => {
+                let passing = orders.iter().filter(|o| o.passes_analytics_filter()).count();
+                let wanted = [orders.len(), orders.len(), passing];
+                for (i, subscriber) in Subscriber::ALL.into_iter().enumerate() {
+                    let in_table = rows(subscriber).len();
+                    if handled[i] != in_table || in_table != wanted[i] {
+                        problems.push(format!(
+                            "{subscriber}: the run reported {}, the effects table holds {in_table}, {} were sent its way",
+                            handled[i], wanted[i]
+                        ));
+                    }
+                }
+                format!("fan-out run {seed}: each queue's count is in the effects table")
+            }
+            Observation::LoadBalance { shares } => {
+                let billed = rows(Subscriber::Billing);
+                let mut in_table: BTreeMap<&str, usize> = BTreeMap::new();
+                for row in &billed {
+                    *in_table.entry(row.handled_by.as_str()).or_default() += 1;
+                }
+                let recorded: BTreeMap<&str, usize> =
+                    shares.iter().filter(|(_, n)| *n > 0).map(|(c, n)| (c.as_str(), *n)).collect();
+                if recorded != in_table {
+                    problems.push(format!("the run reported {recorded:?}, the effects table holds {in_table:?}"));
+                }
+                if in_table.len() < 2 {
+                    problems.push(format!("{} consumer(s) did all the work: nothing was shared", in_table.len()));
+                }
+                if billed.len() != orders.len() {
+                    problems.push(format!("{} of {} orders were applied", billed.len(), orders.len()));
+                }
+                format!("load-balance run {seed}: the work was split between consumers, each order once")
+            }
+            Observation::Redelivery { crashed_seq, processing } => {
+                // At-least-once: a seq may come twice, but every published one must come.
+                let mut sorted = processing.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                let published: Vec<u64> = orders.iter().map(|o| o.seq).collect();
+                let crashed = orders.iter().find(|o| o.seq == *crashed_seq);
+                let position = processing.iter().position(|s| s == crashed_seq);
+                if sorted != published {
+                    problems.push(format!("processed seqs {processing:?} are not the published {published:?}"));
+                }
+                match position {
+                    Some(at) if processing[..at].iter().any(|s| s > crashed_seq) => {}
+                    _ => problems.push(format!("seq {crashed_seq} did not come back after a later one")),
+                }
+                let billed = rows(Subscriber::Billing);
+                match crashed.and_then(|o| billed.iter().find(|e| e.id == o.order_id)) {
+                    Some(row) if row.deliveries >= 2 => {}
+                    Some(row) => problems.push(format!("{} was delivered {} time(s)", row.id, row.deliveries)),
+                    None => problems.push(format!("no effect of seq {crashed_seq} in the effects table")),
+                }
+                if billed.len() != orders.len() {
+                    problems.push(format!("{} of {} orders were applied", billed.len(), orders.len()));
+                }
+                format!("redelivery run {seed}: the unacknowledged order came back behind later ones, applied once")
+            }
+        };
+        Finding { check, problems }
     }
 }
 
@@ -384,6 +527,69 @@ fn multiset_difference(a: &[String], b: &[String], label: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(consumer: &str, id: &str, handled_by: &str, deliveries: u64) -> Effect {
+        Effect { consumer: consumer.into(), id: id.into(), seq: 0, handled_by: handled_by.into(), deliveries }
+    }
+
+    #[test]
+    fn observations_read_back_as_written_and_leave_the_publication_readable() {
+        let publication = Publication { seed: 7, route: Route::Topic, count: 30 };
+        for observed in [
+            Observation::FanOut { handled: [30, 30, 11] },
+            Observation::LoadBalance { shares: vec![("consumer-1".into(), 12), ("consumer-2".into(), 18)] },
+            Observation::Redelivery { crashed_seq: 1, processing: vec![2, 3, 1] },
+        ] {
+            let value = observed.tag_value(&publication);
+            assert_eq!(Observation::from_tag_value(&value), Ok(Some(observed)));
+            assert_eq!(Publication::from_tag("labs:run:7", &value), Some(publication));
+        }
+        assert_eq!(Observation::from_tag_value("topic:30"), Ok(None));
+        assert!(Observation::from_tag_value("topic:30 fan-out=1/2").is_err());
+        assert!(Observation::from_tag_value("topic:30 sideways=1").is_err());
+    }
+
+    #[test]
+    fn an_observation_is_held_against_the_effects_table() {
+        let publication = Publication { seed: 4, route: Route::Billing, count: 3 };
+        let ids: Vec<String> = publication.orders().into_iter().map(|o| o.order_id).collect();
+        let rows = |by: [&str; 3], deliveries: [u64; 3]| -> Vec<Effect> {
+            (0..3).map(|i| row("billing", &ids[i], by[i], deliveries[i])).collect()
+        };
+        let redelivery = Observation::Redelivery { crashed_seq: 1, processing: vec![2, 3, 1] };
+        let fine = rows(["consumer-A", "consumer-B", "consumer-B"], [2, 1, 1]);
+        assert!(redelivery.check(&publication, &fine).passed());
+        // Delivered once only: the lesson did not happen.
+        assert!(!redelivery.check(&publication, &rows(["consumer-A", "consumer-B", "consumer-B"], [1, 1, 1])).passed());
+        // Claimed in publish order, or with a seq lost or twice.
+        for processing in [vec![1, 2, 3], vec![2, 1], vec![2, 2, 1]] {
+            let claim = Observation::Redelivery { crashed_seq: 1, processing };
+            assert!(!claim.check(&publication, &fine).passed(), "{claim:?}");
+        }
+        // A lost effect row.
+        assert!(!redelivery.check(&publication, &fine[..2]).passed());
+
+        let shares =
+            |a, b| Observation::LoadBalance { shares: vec![("consumer-1".into(), a), ("consumer-2".into(), b)] };
+        let split = rows(["consumer-1", "consumer-2", "consumer-2"], [1, 1, 1]);
+        assert!(shares(1, 2).check(&publication, &split).passed());
+        assert!(!shares(2, 1).check(&publication, &split).passed(), "the run's account differs from the table");
+        let alone = rows(["consumer-1", "consumer-1", "consumer-1"], [1, 1, 1]);
+        assert!(!shares(3, 0).check(&publication, &alone).passed(), "nothing was shared");
+
+        let fan = Publication { seed: 4, route: Route::Topic, count: 3 };
+        let passing = fan.orders().iter().filter(|o| o.passes_analytics_filter()).count();
+        let mut table: Vec<Effect> = Vec::new();
+        for consumer in ["billing", "shipping"] {
+            table.extend(ids.iter().map(|id| row(consumer, id, "x", 1)));
+        }
+        let large = fan.orders().into_iter().filter(|o| o.passes_analytics_filter());
+        table.extend(large.map(|o| row("analytics", &o.order_id, "x", 1)));
+        let observed = Observation::FanOut { handled: [3, 3, passing] };
+        assert!(observed.check(&fan, &table).passed());
+        assert!(!Observation::FanOut { handled: [3, 2, passing] }.check(&fan, &table).passed());
+        assert!(!observed.check(&fan, &table[1..]).passed(), "a lost effect row");
+    }
 
     #[test]
     fn same_seed_same_orders_and_ids_differ_across_seeds() {

@@ -196,10 +196,11 @@ impl Verdict {
     }
 }
 
-/// Judges one order with `steps` steps from the steps in the order they arrived. With
-/// `loss_excused`, a missing run of first steps is accepted (they went to a shard that is gone),
-/// as long as what remains is strictly rising with no gap.
-pub fn judge(steps: u32, arrival: &[u32], loss_excused: bool) -> Verdict {
+/// Judges one order with `steps` steps from the steps in the order they arrived. Up to
+/// `excusable` first steps may be missing: the caller has proved they went to a shard the
+/// target deleted (see [`check_order`]). What arrived must be strictly rising with no gap, and
+/// an order with no arrivals at all is never accepted: nothing of it can be checked.
+pub fn judge(steps: u32, arrival: &[u32], excusable: u32) -> Verdict {
     if let Some(&step) = arrival.iter().find(|&&s| s == 0 || s > steps) {
         return Verdict::UnknownStep { step };
     }
@@ -209,13 +210,31 @@ pub fn judge(steps: u32, arrival: &[u32], loss_excused: bool) -> Verdict {
     if arrival.windows(2).any(|w| w[1] == w[0]) {
         return Verdict::Duplicated;
     }
-    let lost = if loss_excused { arrival.first().map_or(steps, |first| first - 1) } else { 0 };
+    let lost = arrival.first().map_or(0, |first| (first - 1).min(excusable));
     let missing: Vec<u32> = (lost + 1..=steps).filter(|s| !arrival.contains(s)).collect();
     match (missing.is_empty(), lost) {
         (false, _) => Verdict::Missing { missing },
         (true, 0) => Verdict::InOrder,
         (true, lost) => Verdict::InOrderAfterLoss { lost },
     }
+}
+
+/// For each order of `events` (one producer's output, in emission order), how many of its first
+/// steps were provably in a shard that is gone: `in_deleted_shard` says so per event, and only an
+/// unbroken run from step 1 counts, because a later step cannot excuse an earlier one.
+pub fn proved_lost_first_steps(
+    events: &[OrderEvent],
+    in_deleted_shard: impl Fn(&OrderEvent) -> bool,
+) -> BTreeMap<String, u32> {
+    let mut lost: BTreeMap<String, u32> = BTreeMap::new();
+    for event in events {
+        let count = lost.entry(event.order_id.clone()).or_insert(0);
+        if *count + 1 == event.step && in_deleted_shard(event) {
+            *count += 1;
+        }
+    }
+    lost.retain(|_, count| *count > 0);
+    lost
 }
 
 /// One order as the check saw it.
@@ -258,12 +277,13 @@ impl OrderingReport {
 
 /// Checks the arrivals `(order_id, step)`, in the order a consumer processed them, against the
 /// orders `expected` (id -> number of steps). Arrivals of other orders are ignored.
-/// `loss_excused(order_id)` says whether an order's first steps may be missing because the shard
-/// its key maps to lost a parent (see [`orphans`]).
+/// `excusable(order_id)` is how many of an order's first steps may be missing: those proved to
+/// have been in a parent shard the target deleted (produced before the reshard, into the
+/// parent's hash range). 0 for every order where nothing was deleted.
 pub fn check_order<'a>(
     expected: &BTreeMap<String, u32>,
     arrivals: impl IntoIterator<Item = (&'a str, u32)>,
-    loss_excused: impl Fn(&str) -> bool,
+    excusable: impl Fn(&str) -> u32,
 ) -> OrderingReport {
     let mut seen: HashMap<&str, Vec<u32>> = HashMap::new();
     let mut report = OrderingReport { orders: expected.len(), ..Default::default() };
@@ -275,7 +295,7 @@ pub fn check_order<'a>(
     }
     for (order_id, &steps) in expected {
         let arrival = seen.remove(order_id.as_str()).unwrap_or_default();
-        match judge(steps, &arrival, loss_excused(order_id)) {
+        match judge(steps, &arrival, excusable(order_id)) {
             Verdict::InOrder => report.in_order += 1,
             Verdict::InOrderAfterLoss { lost } => {
                 report.in_order_after_loss += 1;
@@ -439,34 +459,38 @@ mod tests {
 
     #[test]
     fn judge_tells_each_kind_of_violation_apart() {
-        assert_eq!(judge(3, &[1, 2, 3], false), Verdict::InOrder);
-        assert_eq!(judge(3, &[1, 3, 2], false), Verdict::Reordered);
-        assert_eq!(judge(3, &[1, 2, 3, 2], false), Verdict::Reordered, "a late copy is out of order");
-        assert_eq!(judge(3, &[1, 2, 2, 3], false), Verdict::Duplicated);
-        assert_eq!(judge(3, &[1, 3], false), Verdict::Missing { missing: vec![2] });
-        assert_eq!(judge(3, &[2, 3], false), Verdict::Missing { missing: vec![1] });
-        assert_eq!(judge(3, &[], false), Verdict::Missing { missing: vec![1, 2, 3] });
-        assert_eq!(judge(3, &[1, 4], false), Verdict::UnknownStep { step: 4 });
-        assert_eq!(judge(3, &[0, 1], false), Verdict::UnknownStep { step: 0 });
+        assert_eq!(judge(3, &[1, 2, 3], 0), Verdict::InOrder);
+        assert_eq!(judge(3, &[1, 3, 2], 0), Verdict::Reordered);
+        assert_eq!(judge(3, &[1, 2, 3, 2], 0), Verdict::Reordered, "a late copy is out of order");
+        assert_eq!(judge(3, &[1, 2, 2, 3], 0), Verdict::Duplicated);
+        assert_eq!(judge(3, &[1, 3], 0), Verdict::Missing { missing: vec![2] });
+        assert_eq!(judge(3, &[2, 3], 0), Verdict::Missing { missing: vec![1] });
+        assert_eq!(judge(3, &[], 0), Verdict::Missing { missing: vec![1, 2, 3] });
+        assert_eq!(judge(3, &[1, 4], 0), Verdict::UnknownStep { step: 4 });
+        assert_eq!(judge(3, &[0, 1], 0), Verdict::UnknownStep { step: 0 });
     }
 
     #[test]
-    fn an_excused_loss_covers_only_a_run_of_first_steps() {
-        assert_eq!(judge(5, &[3, 4, 5], true), Verdict::InOrderAfterLoss { lost: 2 });
-        assert_eq!(judge(5, &[], true), Verdict::InOrderAfterLoss { lost: 5 });
-        assert_eq!(judge(5, &[1, 2, 3, 4, 5], true), Verdict::InOrder);
+    fn an_excused_loss_covers_only_the_first_steps_proved_lost() {
+        assert_eq!(judge(5, &[3, 4, 5], 2), Verdict::InOrderAfterLoss { lost: 2 });
+        assert_eq!(judge(5, &[3, 4, 5], 4), Verdict::InOrderAfterLoss { lost: 2 });
+        // More missing than was proved to be in a deleted parent.
+        assert_eq!(judge(5, &[3, 4, 5], 1), Verdict::Missing { missing: vec![2] });
+        // An order with no arrivals at all is never accepted, whatever was excused.
+        assert_eq!(judge(5, &[], 5), Verdict::Missing { missing: vec![1, 2, 3, 4, 5] });
+        assert_eq!(judge(5, &[1, 2, 3, 4, 5], 3), Verdict::InOrder);
         // A hole after the first arrival is not explained by a lost parent shard.
-        assert_eq!(judge(5, &[2, 4, 5], true), Verdict::Missing { missing: vec![3] });
+        assert_eq!(judge(5, &[2, 4, 5], 3), Verdict::Missing { missing: vec![3] });
         // Nor is a missing tail, nor disorder.
-        assert_eq!(judge(5, &[3, 4], true), Verdict::Missing { missing: vec![5] });
-        assert_eq!(judge(5, &[4, 3, 5], true), Verdict::Reordered);
+        assert_eq!(judge(5, &[3, 4], 2), Verdict::Missing { missing: vec![5] });
+        assert_eq!(judge(5, &[4, 3, 5], 3), Verdict::Reordered);
     }
 
     #[test]
     fn check_order_reports_violations_and_ignores_other_orders() {
         let expected = BTreeMap::from([("a".to_owned(), 3), ("b".to_owned(), 2), ("c".to_owned(), 3)]);
         let arrivals = [("a", 1), ("b", 2), ("x", 1), ("a", 2), ("b", 1), ("a", 3), ("c", 2), ("c", 3)];
-        let report = check_order(&expected, arrivals, |id| id == "c");
+        let report = check_order(&expected, arrivals, |id| if id == "c" { 1 } else { 0 });
         assert_eq!(report.orders, 3);
         assert_eq!(report.records, 7);
         assert_eq!(report.in_order, 1);
@@ -478,8 +502,28 @@ mod tests {
             vec![OrderTrace { order_id: "b".into(), arrival: vec![2, 1], verdict: Verdict::Reordered }]
         );
         assert!(!report.is_ok());
-        let fine = check_order(&expected, [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2)], |id| id == "c");
+        let fine =
+            check_order(&expected, [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2)], |id| u32::from(id == "c"));
+        assert!(!fine.is_ok(), "order c has no arrivals at all: {fine:?}");
+        let fine = check_order(&expected, [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 2), ("c", 3)], |id| {
+            if id == "c" { 2 } else { 0 }
+        });
         assert!(fine.is_ok(), "{fine:?}");
+    }
+
+    #[test]
+    fn only_an_unbroken_run_of_first_steps_is_proved_lost() {
+        let events = generate(&spec("rs", 3, 20, 20));
+        // Everything emitted before event 25 was in a deleted shard.
+        let lost = proved_lost_first_steps(&events, |e| e.emitted < 25);
+        assert_eq!(lost.len(), 20, "all 20 orders start within the first 20 events");
+        for (order, count) in &lost {
+            let early = events.iter().filter(|e| &e.order_id == order && e.emitted < 25).count() as u32;
+            assert_eq!(*count, early, "{order}");
+        }
+        // A later step in a deleted shard does not excuse an earlier one that was not.
+        let lost = proved_lost_first_steps(&events, |e| e.step == 2);
+        assert!(lost.is_empty(), "{lost:?}");
     }
 
     fn node(id: &str, a: Option<&str>, b: Option<&str>) -> (String, [Option<String>; 2]) {

@@ -1,7 +1,8 @@
 //! Example 1: a log you can produce to, read, and replay (DDIA 11, "Transmitting Event Streams").
 //!
-//! Every run records what it produced as a stream tag (`labs:run:<seed>` = count), so `verify`
-//! can regenerate the exact events from the seeded generator and compare them with the log.
+//! Every run records what it produced as a stream tag (`labs:run:<seed>` = count), and then where
+//! its replays started and what they read, so `verify` can regenerate the exact events from the
+//! seeded generator, compare them with the log, and replay again from the same positions.
 
 mod bench;
 mod verify;
@@ -17,6 +18,7 @@ use serde::Serialize;
 use super::{About, BenchOptions, RunOptions, VerifyOptions};
 use crate::driver::clickstream::{decode, encode};
 use crate::driver::kinesis::{self, Incoming, Position};
+use crate::driver::seeds;
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -26,13 +28,82 @@ pub const ABOUT: About =
 /// The stream every run produces into (`infra/stacks/example-1.toml`).
 const CLICKS: Stream = Stream::new("ex1-clicks");
 const DEFAULT_COUNT: usize = 1000;
+/// Kinesis allows 50 tags per stream; labs' ownership tags take two, each run one.
+const MAX_RUNS: usize = 48;
 
 example!(Example1 { scenarios: &[], resources: [CLICKS], run: run, verify: verify::verify, bench: bench::bench });
 
-/// The runs produced into the stream so far: seed -> count.
-async fn recorded_runs(target: &Target, stream: &str) -> Result<BTreeMap<u64, usize>> {
+/// What a run recorded on the stream: how many events it produced, and, once it has replayed,
+/// where each replay started and how many of the run's records it read again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Recorded {
+    count: usize,
+    after_sequence: Option<ReplayMark>,
+    at_timestamp: Option<ReplayMark>,
+}
+
+/// A replay's start (a shard and sequence number, or a time in milliseconds) and what it read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct ReplayMark {
+    shard_id: Option<String>,
+    from: String,
+    read_again: usize,
+}
+
+impl Recorded {
+    /// The tag value: `<count>`, then `after:<shard>:<sequence number>:<read>` and
+    /// `at:<millis>:<read>` once the run has replayed.
+    fn tag_value(&self) -> String {
+        let mut value = self.count.to_string();
+        if let Some(m) = &self.after_sequence {
+            value.push_str(&format!(
+                " after:{}:{}:{}",
+                m.shard_id.as_deref().unwrap_or_default(),
+                m.from,
+                m.read_again
+            ));
+        }
+        if let Some(m) = &self.at_timestamp {
+            value.push_str(&format!(" at:{}:{}", m.from, m.read_again));
+        }
+        value
+    }
+
+    fn parse(value: &str) -> Option<Recorded> {
+        let mut words = value.split(' ');
+        let mut recorded = Recorded { count: words.next()?.parse().ok()?, after_sequence: None, at_timestamp: None };
+        for word in words {
+            let parts: Vec<&str> = word.split(':').collect();
+            match parts.as_slice() {
+                ["after", shard, from, read] => {
+                    recorded.after_sequence = Some(ReplayMark {
+                        shard_id: Some((*shard).to_owned()),
+                        from: (*from).to_owned(),
+                        read_again: read.parse().ok()?,
+                    });
+                }
+                ["at", from, read] => {
+                    from.parse::<i64>().ok()?;
+                    recorded.at_timestamp =
+                        Some(ReplayMark { shard_id: None, from: (*from).to_owned(), read_again: read.parse().ok()? });
+                }
+                _ => return None,
+            }
+        }
+        Some(recorded)
+    }
+}
+
+/// The runs produced into the stream so far, by seed. A run tag labs cannot read is an error:
+/// a verifier that skipped it would check less than was produced.
+async fn recorded_runs(target: &Target, stream: &str) -> Result<BTreeMap<u64, Recorded>> {
     let runs = kinesis::recorded_runs(&target.clients.kinesis, stream, "example-1").await?;
-    Ok(runs.into_iter().filter_map(|(name, value)| Some((name.parse().ok()?, value.parse().ok()?))).collect())
+    runs.into_iter()
+        .map(|(name, value)| match (name.parse(), Recorded::parse(&value)) {
+            (Ok(seed), Some(recorded)) => Ok((seed, recorded)),
+            _ => bail!("{stream} records a run labs cannot read: labs:run:{name} = {value}"),
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -93,6 +164,13 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     let stream = target.name(CLICKS);
     let shards = kinesis::list_shards(client, &stream).await?;
     let runs = recorded_runs(target, &stream).await?;
+    if runs.len() >= MAX_RUNS {
+        bail!(
+            "{stream} already records {} runs and Kinesis allows 50 tags per stream (labs uses one per run): \
+             `labs down example-1` and `labs up example-1` to start over",
+            runs.len()
+        );
+    }
     let seed = match args.seed {
         Some(seed) if runs.contains_key(&seed) => {
             bail!(
@@ -100,7 +178,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
             )
         }
         Some(seed) => seed,
-        None => runs.keys().max().map_or(1, |s| s + 1),
+        None => seeds::after_highest(runs.keys().copied())?,
     };
     let count = args.count.unwrap_or(DEFAULT_COUNT);
     if count == 0 {
@@ -114,7 +192,8 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
         shards.len()
     ));
     let events = clickstream::generate(&ClickstreamSpec { seed, count, ..Default::default() });
-    kinesis::record_run(client, &stream, &seed.to_string(), &count.to_string()).await?;
+    let mut recorded = Recorded { count, after_sequence: None, at_timestamp: None };
+    kinesis::record_run(client, &stream, &seed.to_string(), &recorded.tag_value()).await?;
     let bar = output::progress(count as u64, "PutRecords");
     let produced = kinesis::produce(client, &stream, events.iter().map(encode).collect(), None, &bar).await?;
     bar.finish_and_clear();
@@ -223,6 +302,18 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
          A log is not a queue. Check it: labs verify example-1{}",
         if target.prefix == "labs" { String::new() } else { format!(" --prefix {}", target.prefix) }
     ));
+    // What the replays read, recorded on the stream: `verify` replays from the same positions and
+    // checks the record against the log and the regenerated events.
+    if let Some(checkpoint) = shard_records.get(remembered) {
+        recorded.after_sequence = Some(ReplayMark {
+            shard_id: Some(replay_shard.clone()),
+            from: checkpoint.sequence_number.clone(),
+            read_again: after_sequence.read_again,
+        });
+    }
+    recorded.at_timestamp =
+        Some(ReplayMark { shard_id: None, from: at_millis.to_string(), read_again: at_timestamp.read_again });
+    kinesis::record_run(client, &stream, &seed.to_string(), &recorded.tag_value()).await?;
     let identical = after_sequence.identical && at_timestamp.identical;
     out.json(&RunReport {
         stream,
@@ -263,7 +354,26 @@ fn format_millis(millis: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::replay_time;
+    use super::{Recorded, ReplayMark, replay_time};
+
+    #[test]
+    fn a_run_tag_reads_back_as_written_and_fits_a_tag_value() {
+        let recorded = Recorded {
+            count: 1_000_000,
+            after_sequence: Some(ReplayMark {
+                shard_id: Some("shardId-000000000003".into()),
+                from: "49671234567890123456789012345678901234567890123456789012".into(),
+                read_again: 999_999,
+            }),
+            at_timestamp: Some(ReplayMark { shard_id: None, from: "1764561234567".into(), read_again: 999_999 }),
+        };
+        let value = recorded.tag_value();
+        assert!(value.len() <= 256, "{value}");
+        assert_eq!(Recorded::parse(&value), Some(recorded));
+        assert_eq!(Recorded::parse("40").map(|r| r.count), Some(40), "a run that has not replayed yet");
+        assert_eq!(Recorded::parse("40 at:soon:3"), None);
+        assert_eq!(Recorded::parse("forty"), None);
+    }
 
     #[test]
     fn replay_time_falls_in_a_gap_near_the_middle() {

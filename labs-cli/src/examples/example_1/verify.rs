@@ -1,25 +1,38 @@
 //! Example 1's verifier: regenerates every recorded run from its seed and checks the log holds
 //! each event once, decodable, in sequence-number order per shard.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use anyhow::{Result, bail};
+use aws_sdk_kinesis::primitives::DateTime;
 use labs_core::clickstream::{self, ClickstreamSpec};
-use labs_core::log_check::{self, ReadRecord};
+use labs_core::log_check::{self, ReadRecord, ReplayReport};
+use labs_core::sequence;
 use serde::Serialize;
 
-use super::{CLICKS, VerifyOptions, recorded_runs};
+use super::{CLICKS, Recorded, VerifyOptions, recorded_runs};
 use crate::driver::clickstream::decode;
-use crate::driver::kinesis::{self, Position};
+use crate::driver::kinesis::{self, Incoming, Position};
 use crate::output::Output;
 use crate::target::Target;
 
 #[derive(Serialize)]
 struct VerifyReport {
     stream: String,
-    runs: BTreeMap<u64, usize>,
+    runs: BTreeMap<u64, Recorded>,
     report: log_check::LogReport,
+    replays: Vec<Replay>,
     passed: bool,
+}
+
+/// A replay a run recorded, done again from the same position.
+#[derive(Serialize)]
+struct Replay {
+    seed: u64,
+    from: String,
+    #[serde(flatten)]
+    report: ReplayReport,
 }
 
 pub(super) async fn verify(target: &Target, _options: &VerifyOptions, out: Output) -> Result<bool> {
@@ -30,8 +43,8 @@ pub(super) async fn verify(target: &Target, _options: &VerifyOptions, out: Outpu
     }
     let expected: Vec<String> = runs
         .iter()
-        .flat_map(|(seed, count)| {
-            clickstream::generate(&ClickstreamSpec { seed: *seed, count: *count, ..Default::default() })
+        .flat_map(|(seed, run)| {
+            clickstream::generate(&ClickstreamSpec { seed: *seed, count: run.count, ..Default::default() })
         })
         .map(|e| e.event_id)
         .collect();
@@ -45,7 +58,9 @@ pub(super) async fn verify(target: &Target, _options: &VerifyOptions, out: Outpu
         })
         .collect();
     let report = log_check::check_log(expected.iter().map(String::as_str), &read);
-    let passed = report.is_ok();
+    let replays = replay_again(target, &stream, &runs, &records).await?;
+    let replays_ok = replays.iter().all(|r| r.report.is_ok());
+    let passed = report.is_ok() && replays_ok;
     let mark = |ok: bool| if ok { "ok" } else { "FAILED" }.to_owned();
     out.table(
         &format!(
@@ -81,10 +96,92 @@ pub(super) async fn verify(target: &Target, _options: &VerifyOptions, out: Outpu
                 mark(report.out_of_order.is_empty()),
                 format!("{} inversions", report.out_of_order.len()),
             ],
+            vec![
+                "each recorded replay reads the same again".into(),
+                mark(replays_ok),
+                format!(
+                    "{} of {} replays (from an offset or a time) match the log and what the run recorded",
+                    replays.iter().filter(|r| r.report.is_ok()).count(),
+                    replays.len()
+                ),
+            ],
         ],
     );
-    out.json(&VerifyReport { stream, runs, report, passed })?;
+    for replay in replays.iter().filter(|r| !r.report.is_ok()) {
+        out.say(format!(
+            "Run {} replayed from {}: it recorded {} records; reading again returns {}, the log holds {} after that point{}.",
+            replay.seed,
+            replay.from,
+            replay.report.recorded,
+            replay.report.read_again,
+            replay.report.expected,
+            if replay.report.identical { "" } else { ", and not the same records in the same order" }
+        ));
+    }
+    out.json(&VerifyReport { stream, runs, report, replays, passed })?;
     Ok(passed)
+}
+
+/// Replays every run's recorded replays again from the same positions and compares what comes
+/// back with the run's records the full read holds after each position.
+async fn replay_again(
+    target: &Target,
+    stream: &str,
+    runs: &BTreeMap<u64, Recorded>,
+    full_read: &[Incoming],
+) -> Result<Vec<Replay>> {
+    let client = &target.clients.kinesis;
+    let shards = kinesis::list_shards(client, stream).await?;
+    let mut replays = Vec::new();
+    for (seed, run) in runs {
+        let prefix = format!("s{seed}-");
+        let ids = |records: &[Incoming]| -> Vec<String> {
+            records.iter().filter_map(|r| decode(r).map(|e| e.event_id)).filter(|id| id.starts_with(&prefix)).collect()
+        };
+        if let Some(mark) = &run.after_sequence {
+            let shard = mark.shard_id.clone().unwrap_or_default();
+            let after: Vec<Incoming> = full_read
+                .iter()
+                .filter(|r| {
+                    r.shard_id == shard && sequence::compare(&r.sequence_number, &mark.from) == Ordering::Greater
+                })
+                .cloned()
+                .collect();
+            let again =
+                kinesis::read_shard_to_tip(client, stream, &shard, &Position::AfterSequence(mark.from.clone())).await?;
+            let (expected, replayed) = (ids(&after), ids(&again));
+            replays.push(Replay {
+                seed: *seed,
+                from: format!("AFTER_SEQUENCE_NUMBER {} on {shard}", mark.from),
+                report: log_check::check_replay(&as_strs(&expected), &as_strs(&replayed), mark.read_again),
+            });
+        }
+        if let Some(mark) = &run.at_timestamp {
+            let millis: i64 = mark.from.parse()?;
+            let (mut expected, mut replayed) = (Vec::new(), Vec::new());
+            for shard in &shards {
+                let at = Position::AtTimestamp(DateTime::from_millis(millis));
+                let again = kinesis::read_shard_to_tip(client, stream, &shard.shard_id, &at).await?;
+                replayed.extend(ids(&again));
+                let after: Vec<Incoming> = full_read
+                    .iter()
+                    .filter(|r| r.shard_id == shard.shard_id && r.arrival_millis >= millis)
+                    .cloned()
+                    .collect();
+                expected.extend(ids(&after));
+            }
+            replays.push(Replay {
+                seed: *seed,
+                from: format!("AT_TIMESTAMP {millis} ms"),
+                report: log_check::check_replay(&as_strs(&expected), &as_strs(&replayed), mark.read_again),
+            });
+        }
+    }
+    Ok(replays)
+}
+
+fn as_strs(ids: &[String]) -> Vec<&str> {
+    ids.iter().map(String::as_str).collect()
 }
 
 fn preview(items: &[String]) -> String {

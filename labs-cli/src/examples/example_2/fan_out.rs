@@ -4,17 +4,21 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Result;
-use labs_core::order_messages::{self as orders, Order, Publication, Route, Subscriber};
+use labs_core::order_messages::{self as orders, Observation, Order, Publication, Route, Subscriber};
 use serde::Serialize;
 
-use super::consumers::{Consumed, Handled, publish_and_consume};
+use super::consumers::publish_and_consume;
 use super::{Lab, ScenarioReport, ids, report};
+use crate::driver::messaging;
 
 #[derive(Serialize)]
 struct QueueCount {
     queue: String,
     expected: usize,
+    /// The run's orders this subscriber applied, counted in the effects table.
     handled: usize,
+    /// Messages still in the queue (waiting or in flight) once the consumers stopped.
+    left_in_queue: u64,
     consumer: String,
 }
 
@@ -40,42 +44,47 @@ pub(super) async fn fan_out(lab: &Lab<'_>, seed: u64, count: usize) -> Result<Sc
          {} on shipping. Each processes an order, then deletes (acknowledges) the message.",
         lab.worker
     ));
-    let Consumed { billing, analytics, shipped } =
-        publish_and_consume(lab, &publication, &["billing-1"], 10, Duration::ZERO).await?;
-    let handled_ids = |log: &[Handled]| -> BTreeSet<String> {
-        log.iter()
-            .filter(|h| h.outcome.done())
-            .filter_map(|h| h.order_id.clone())
-            .filter(|id| all.contains(id))
+    let billing = publish_and_consume(lab, &publication, &["billing-1"], 10, Duration::ZERO).await?;
+    // The counts come from the effects table and the queues, not from the consumers' own account.
+    let (effects, _) = lab.effects().await?;
+    let applied = |subscriber: Subscriber| -> BTreeSet<String> {
+        effects
+            .iter()
+            .filter(|e| e.consumer == subscriber.as_str() && all.contains(&e.id))
+            .map(|e| e.id.clone())
             .collect()
     };
-    let (billed, counted) = (handled_ids(&billing), handled_ids(&analytics));
+    let counted = applied(Subscriber::Analytics);
     let leaked: Vec<&String> = counted.difference(&large_ids).collect();
-    let counts = [
-        QueueCount {
-            queue: lab.queue(Subscriber::Billing).name.clone(),
-            expected: count,
-            handled: billed.len(),
-            consumer: "billing-1 (labs)".into(),
-        },
-        QueueCount {
-            queue: lab.queue(Subscriber::Shipping).name.clone(),
-            expected: count,
-            handled: shipped.len(),
-            consumer: format!("{} (Lambda)", lab.worker),
-        },
-        QueueCount {
-            queue: lab.queue(Subscriber::Analytics).name.clone(),
-            expected: large.len(),
-            handled: counted.len(),
-            consumer: "analytics-1 (labs)".into(),
-        },
-    ];
+    let mut counts = Vec::new();
+    for (subscriber, expected, consumer) in [
+        (Subscriber::Billing, count, "billing-1 (labs)".to_owned()),
+        (Subscriber::Shipping, count, format!("{} (Lambda)", lab.worker)),
+        (Subscriber::Analytics, large.len(), "analytics-1 (labs)".to_owned()),
+    ] {
+        let queue = lab.queue(subscriber);
+        counts.push(QueueCount {
+            queue: queue.name.clone(),
+            expected,
+            handled: applied(subscriber).len(),
+            left_in_queue: messaging::depth(lab.sqs(), &queue.url).await?.total(),
+            consumer,
+        });
+    }
+    let observed = Observation::FanOut { handled: [counts[0].handled, counts[1].handled, counts[2].handled] };
+    lab.record_observation(&publication, &observed).await?;
     out.table(
         "   One publish, three copies: the orders each queue's consumer handled",
-        &["queue", "subscription", "orders it should get", "orders its consumer handled", "consumer"],
+        &["queue", "subscription", "orders it should get", "applied (effects table)", "left in the queue", "consumer"],
         counts.iter().zip(["raw, every order", "raw, every order", "raw, filter total >= 100"]).map(|(c, how)| {
-            vec![c.queue.clone(), how.to_owned(), c.expected.to_string(), c.handled.to_string(), c.consumer.clone()]
+            vec![
+                c.queue.clone(),
+                how.to_owned(),
+                c.expected.to_string(),
+                c.handled.to_string(),
+                c.left_in_queue.to_string(),
+                c.consumer.clone(),
+            ]
         }),
     );
     if let Some(sample) = billing.iter().find(|h| h.seq == Some(2)) {
@@ -97,7 +106,10 @@ pub(super) async fn fan_out(lab: &Lab<'_>, seed: u64, count: usize) -> Result<Sc
     let mut problems = Vec::new();
     for c in &counts {
         if c.handled != c.expected {
-            problems.push(format!("{} handled {} of {} orders", c.queue, c.handled, c.expected));
+            problems.push(format!("{} applied {} of {} orders", c.queue, c.handled, c.expected));
+        }
+        if c.left_in_queue > 0 {
+            problems.push(format!("{} still holds {} messages", c.queue, c.left_in_queue));
         }
     }
     if !leaked.is_empty() {

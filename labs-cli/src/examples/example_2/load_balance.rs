@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use labs_core::order_messages::{Effect, Publication, Route, Subscriber};
+use labs_core::order_messages::{Effect, Observation, Publication, Route, Subscriber};
 use serde::Serialize;
 
 use super::consumers::publish_and_consume;
@@ -32,8 +32,7 @@ pub(super) async fn load_balance(lab: &Lab<'_>, seed: u64, count: usize) -> Resu
         billing.name
     ));
     // The other subscribers get these orders too; their consumers keep up alongside.
-    let log =
-        publish_and_consume(lab, &publication, &LOAD_BALANCED_CONSUMERS, 5, Duration::from_millis(20)).await?.billing;
+    let log = publish_and_consume(lab, &publication, &LOAD_BALANCED_CONSUMERS, 5, Duration::from_millis(20)).await?;
 
     // The outcome, read back from the effects table rather than from the consumers' own account.
     let (effects, _) = lab.effects().await?;
@@ -55,6 +54,8 @@ pub(super) async fn load_balance(lab: &Lab<'_>, seed: u64, count: usize) -> Resu
             vec![s.consumer.clone(), s.orders.to_string(), join(&first)]
         }),
     );
+    let observed = Observation::LoadBalance { shares: shares.iter().map(|s| (s.consumer.clone(), s.orders)).collect() };
+    lab.record_observation(&publication, &observed).await?;
     let redelivered = rows.iter().filter(|e| e.deliveries > 1).count();
     let lost = count - rows.len();
     out.table(

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_dynamodb::types::AttributeValue;
-use labs_core::order_messages::{self as orders, Effect, Order, Publication, REJECTED, Rejection, Subscriber, preview};
+use labs_core::order_messages::{
+    self as orders, Effect, Observation, Order, Publication, REJECTED, Rejection, Subscriber, preview,
+};
 use labs_infra::SdkContext;
 use labs_infra::stack::{Lambda, Queue, Table, Topic};
 use serde::Serialize;
@@ -29,6 +31,7 @@ use self::consumers::Handled;
 use super::{About, RunOptions, VerifyOptions};
 use crate::driver::dynamodb as db;
 use crate::driver::messaging::{self, Outgoing, Received};
+use crate::driver::seeds;
 use crate::output::Output;
 use crate::target::Target;
 
@@ -139,6 +142,48 @@ impl<'a> Lab<'a> {
             tags.tags().iter().filter_map(|t| Publication::from_tag(t.key(), t.value())).collect();
         runs.sort_by_key(|p| p.seed);
         Ok(runs)
+    }
+
+    /// What each run recorded it saw, by seed: an unreadable observation is an error, never
+    /// skipped.
+    async fn observations(&self) -> Result<BTreeMap<u64, Observation>> {
+        let tags = self
+            .target
+            .clients
+            .sns
+            .list_tags_for_resource()
+            .resource_arn(&self.topic_arn)
+            .send()
+            .await
+            .doing(format!("reading tags of {}", self.topic))?;
+        let mut observed = BTreeMap::new();
+        for tag in tags.tags() {
+            let Some(publication) = Publication::from_tag(tag.key(), tag.value()) else { continue };
+            match Observation::from_tag_value(tag.value()) {
+                Ok(Some(observation)) => {
+                    observed.insert(publication.seed, observation);
+                }
+                Ok(None) => {}
+                Err(why) => bail!("{} records run {} with an {why}", self.topic, publication.seed),
+            }
+        }
+        Ok(observed)
+    }
+
+    /// Adds what a run saw to its tag, once the run has seen it.
+    async fn record_observation(&self, publication: &Publication, observation: &Observation) -> Result<()> {
+        let (key, _) = publication.tag();
+        let tag = aws_sdk_sns::types::Tag::builder().key(key).value(observation.tag_value(publication)).build()?;
+        self.target
+            .clients
+            .sns
+            .tag_resource()
+            .resource_arn(&self.topic_arn)
+            .tags(tag)
+            .send()
+            .await
+            .doing(format!("recording what run {} saw on {}", publication.seed, self.topic))?;
+        Ok(())
     }
 
     /// Records a run on the topic before anything is sent, so a run that stops halfway shows up
@@ -261,8 +306,11 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
         );
     }
     let used: BTreeSet<u64> = runs.iter().map(|r| r.seed).collect();
-    let first = args.seed.unwrap_or_else(|| used.last().map_or(1, |s| s + 1));
-    let seeds: Vec<u64> = (0..scenarios.len() as u64).map(|i| first + i).collect();
+    let first = match args.seed {
+        Some(seed) => seed,
+        None => seeds::after_highest(used.iter().copied())?,
+    };
+    let seeds = seeds::consecutive(first, scenarios.len())?;
     if let Some(taken) = seeds.iter().find(|s| used.contains(s)) {
         bail!(
             "seed {taken} was already used on {}: pick another --seed, or `labs down example-2` to start over",

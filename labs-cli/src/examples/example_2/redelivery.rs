@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use labs_core::order_messages::{Publication, Route, Subscriber};
+use labs_core::order_messages::{Observation, Publication, Route, Subscriber};
 
 use super::consumers::{Handled, consume_one, drain};
 use super::{Lab, PATIENCE, REDELIVERY_ORDERS, ScenarioReport, ids, join, outgoing, report, timeline};
@@ -62,6 +62,10 @@ pub(super) async fn redelivery(lab: &Lab<'_>, seed: u64) -> Result<ScenarioRepor
     let effect = |id: &str| effects.iter().find(|e| e.consumer == Subscriber::Billing.as_str() && e.id == id);
     let processed = orders.iter().filter(|o| effect(&o.order_id).is_some()).count();
     let crashed_deliveries = effect(&crashed).map_or(0, |e| e.deliveries);
+    if let Some(crashed_seq) = log[0].seq {
+        let observed = Observation::Redelivery { crashed_seq, processing: processing_order.clone() };
+        lab.record_observation(&publication, &observed).await?;
+    }
     out.table(
         "4. What it shows",
         &["", "seen"],

@@ -37,6 +37,7 @@ pub(super) async fn verify(target: &Target, options: &VerifyOptions, out: Output
         bail!("nothing to verify: {} has no recorded runs (run `labs run example-2` first)", lab.topic);
     }
     let expected = orders::expect(&runs);
+    let observations = lab.observations().await?;
     let ((findings, effects, queues), _) = watch("reading the effects and the dead-letter queues", grace, async || {
         let (effects, _) = lab.effects().await?;
         let mut dead_letters = BTreeMap::new();
@@ -47,7 +48,13 @@ pub(super) async fn verify(target: &Target, options: &VerifyOptions, out: Output
             dead_letters.insert(subscriber, held.into_iter().map(|m| m.body).collect());
             queues.insert(subscriber, messaging::depth(lab.sqs(), &q.url).await?);
         }
-        let findings = orders::check(&expected, &effects, &dead_letters);
+        let mut findings = orders::check(&expected, &effects, &dead_letters);
+        // What each run said it saw, held against the table and the regenerated orders.
+        for publication in &runs {
+            if let Some(observation) = observations.get(&publication.seed) {
+                findings.push(observation.check(publication, &effects));
+            }
+        }
         let passed = findings.iter().all(Finding::passed);
         let worker_busy = queues[&Subscriber::Shipping].total() > 0;
         let status = format!(

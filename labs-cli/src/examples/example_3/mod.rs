@@ -7,6 +7,7 @@
 
 mod backfill;
 mod bench;
+mod poison;
 mod verify;
 mod workload;
 
@@ -18,7 +19,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use cdc_indexer::{BatchStats, STATS_ID};
 use labs_core::search_index::{self, IndexDiff, IndexEntry, Product, ProductOp};
 use labs_infra::SdkContext;
-use labs_infra::stack::{Lambda, Table};
+use labs_infra::stack::{Lambda, Queue, Table};
 use serde::{Deserialize, Serialize};
 
 use super::{About, BenchOptions, RunOptions, VerifyOptions};
@@ -31,6 +32,8 @@ const PRODUCTS: Table = Table::new("ex3-products");
 const SEARCH_INDEX: Table = Table::new("ex3-search-index");
 const CHECKPOINTS: Table = Table::new("ex3-indexer-checkpoints");
 const INDEXER: Lambda = Lambda::new("ex3-cdc-indexer");
+/// The mapping's on-failure destination: metadata of the batches it gave up on.
+const FAILURES: Queue = Queue::new("ex3-failures");
 
 pub const ABOUT: About = About::new(
     3,
@@ -42,13 +45,13 @@ pub const ABOUT: About = About::new(
 const DEFAULT_OPERATIONS: usize = 300;
 /// How long the index may take to catch up before `run` and `verify` give up.
 const CATCH_UP: Duration = Duration::from_secs(120);
-const SCENARIOS: [&str; 2] = ["workload", "backfill"];
+const SCENARIOS: [&str; 3] = ["workload", "backfill", "poison"];
 /// Products written before the stream existed, in the backfill scenario.
 const LEGACY_PRODUCTS: usize = 40;
 
 example!(Example3 {
     scenarios: &SCENARIOS,
-    resources: [PRODUCTS, SEARCH_INDEX, CHECKPOINTS, INDEXER],
+    resources: [PRODUCTS, SEARCH_INDEX, CHECKPOINTS, INDEXER, FAILURES],
     run: run,
     verify: verify::verify,
     bench: bench::bench,
@@ -112,6 +115,19 @@ impl Snapshot {
 /// The indexer's counters (`#stats` in the checkpoint table): what it saw, redeliveries included.
 async fn indexer_stats(target: &Target, tables: &Tables) -> Result<BatchStats> {
     Ok(db::get(&target.clients.dynamodb, &tables.checkpoints, &[("product_id", STATS_ID)]).await?.unwrap_or_default())
+}
+
+/// The indexer's counters once they count `records` more records than `before` (or after a few
+/// seconds): it writes them after the index rows, so the index can be in sync a moment earlier.
+async fn settled_stats(target: &Target, tables: &Tables, before: &BatchStats, records: u64) -> Result<BatchStats> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let after = indexer_stats(target, tables).await?;
+        if after.records.saturating_sub(before.records) >= records || std::time::Instant::now() > deadline {
+            return Ok(after);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn apply_op(target: &Target, tables: &Tables, op: &ProductOp) -> Result<()> {
@@ -300,6 +316,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     let settings = Settings { operations, seed, query: args.query.as_deref() };
     match scenario {
         "backfill" => backfill::run_backfill(target, &tables, &settings, out).await,
+        "poison" => poison::run_poison(target, &tables, &settings, out).await,
         _ => workload::run_workload(target, &tables, &settings, out).await,
     }
 }

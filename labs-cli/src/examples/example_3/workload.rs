@@ -6,8 +6,8 @@ use anyhow::{Result, bail};
 use labs_core::search_index::{self};
 
 use super::{
-    CATCH_UP, RunReport, Settings, Snapshot, Tables, count_kinds, indexer_stats, prefix_flag, saw, show_searches,
-    stats_rows, wait_for_index, write_ops,
+    CATCH_UP, RunReport, Settings, Snapshot, Tables, count_kinds, indexer_stats, prefix_flag, saw, settled_stats,
+    show_searches, stats_rows, wait_for_index, write_ops,
 };
 use crate::output::Output;
 use crate::target::Target;
@@ -31,7 +31,7 @@ pub(super) async fn run_workload(target: &Target, tables: &Tables, settings: &Se
     out.say("2. Waiting for the index to catch up with the table (it is derived data: eventually consistent)");
     let caught_up = wait_for_index(target, tables, CATCH_UP, "index catching up").await?;
     let lag = wrote_at.elapsed();
-    let after = indexer_stats(target, tables).await?;
+    let after = settled_stats(target, tables, &before, ops.len() as u64).await?;
     out.table(
         "   Change events as the indexer saw them during this run (redeliveries included)",
         &["counter", "count"],

@@ -12,9 +12,10 @@ use labs_core::purchases::Purchase;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{CATCH_UP, Names, Produced, next_seed, recorded_parts};
+use super::{CATCH_UP, Names, Produced, recorded_parts};
 use crate::driver::dynamodb as db;
 use crate::driver::kinesis::{self, Outgoing, PutOptions};
+use crate::driver::seeds;
 use crate::examples::BenchOptions;
 use crate::output::{self, Output};
 use crate::target::Target;
@@ -96,7 +97,7 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
 
     target.confirm(&format!("Produce {count} benchmark purchases into {}?", names.events))?;
     // A recorded part like any scenario's, so `verify` accounts for these purchases too.
-    let seed = next_seed(&recorded_parts(target, &names.events).await?)?;
+    let seed = seeds::after_highest(recorded_parts(target, &names.events).await?.iter().map(|p| p.seed))?;
     let produced = Produced { namespace: "bench".into(), seed, count };
     let events = produced.events()?;
     kinesis::record_run(&target.clients.kinesis, &names.events, &format!("bench:{seed}"), &count.to_string()).await?;

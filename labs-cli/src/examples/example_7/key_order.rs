@@ -65,7 +65,7 @@ pub(super) async fn key_order(target: &Target, stream: &str, run: &Run, out: Out
 
     out.say("2. Consuming every shard from TRIM_HORIZON, one shard after another:");
     let reads = read_back(target, stream, &part.spec.id_prefix()).await?;
-    let ordering = check_order(&steps_per_order(&events), arrivals(&reads), |_| false);
+    let ordering = check_order(&steps_per_order(&events), arrivals(&reads), |_| 0);
 
     let mut spread: BTreeMap<&str, ShardSpread> = BTreeMap::new();
     let mut order_shards: HashMap<&str, BTreeSet<&str>> = HashMap::new();

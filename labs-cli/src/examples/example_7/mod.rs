@@ -3,7 +3,8 @@
 //! Events are order lifecycles (`labs_core::orders`): each order's `step` rises 1, 2, 3, ... in
 //! the order the producer emitted them, so any consumer can tell from the data whether it saw an
 //! order's steps in order. Every scenario run is recorded as a stream tag
-//! (`labs:run:<scenario>:<seed>` = orders), so `verify` regenerates what each run produced and
+//! (`labs:run:<scenario>:<seed>` = `<orders> #<ordinal>` and each split or merge it made), so
+//! `verify` regenerates what each run produced, knows what was produced before each reshard, and
 //! checks the stream itself.
 
 mod hot_shard;
@@ -27,6 +28,7 @@ use self::reshard::{ReshardReport, reshard};
 use self::retry_reorder::{RetryReorderReport, retry_reorder};
 use super::{About, RunOptions, VerifyOptions};
 use crate::driver::kinesis::{self, Incoming, Outgoing, Position, ProduceStats};
+use crate::driver::seeds;
 use crate::output::{self, Output};
 use crate::target::{Target, TargetKind};
 
@@ -137,26 +139,92 @@ struct Run {
     scenario: Scenario,
     seed: u64,
     orders: usize,
+    /// How many runs the stream recorded before this one: orders runs in time, so `verify` knows
+    /// which runs were produced before a reshard. `None` for runs recorded by older versions.
+    ordinal: Option<usize>,
+    /// The splits and merges this run made, recorded as each one happened.
+    reshards: Vec<Reshard>,
 }
 
-/// The runs recorded on the stream, in tag order.
+/// A split or merge a run made: its parents, the hash range they covered together, and how many
+/// of the run's events were produced before it. All that was produced into that range before it
+/// was in the parents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct Reshard {
+    operation: String,
+    parents: Vec<String>,
+    #[serde(serialize_with = "as_text")]
+    starting_hash_key: u128,
+    #[serde(serialize_with = "as_text")]
+    ending_hash_key: u128,
+    events_before: usize,
+}
+
+fn as_text<S: serde::Serializer>(value: &u128, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&value.to_string())
+}
+
+impl Run {
+    /// The tag value: `<orders> #<ordinal>` and one ` <operation>:<parents>:<start>-<end>:<events>`
+    /// per reshard, hash keys in hex (a tag value holds 256 characters).
+    fn tag_value(&self) -> String {
+        let mut value = self.orders.to_string();
+        if let Some(ordinal) = self.ordinal {
+            value.push_str(&format!(" #{ordinal}"));
+        }
+        for r in &self.reshards {
+            value.push_str(&format!(
+                " {}:{}:{:x}-{:x}:{}",
+                r.operation,
+                r.parents.join("+"),
+                r.starting_hash_key,
+                r.ending_hash_key,
+                r.events_before
+            ));
+        }
+        value
+    }
+
+    fn parse(name: &str, value: &str) -> Option<Run> {
+        let (scenario, seed) = name.split_once(':')?;
+        let mut words = value.split(' ');
+        let orders = words.next()?.parse().ok()?;
+        let mut ordinal = None;
+        let mut reshards = Vec::new();
+        for word in words {
+            if let Some(n) = word.strip_prefix('#') {
+                ordinal = Some(n.parse().ok()?);
+                continue;
+            }
+            let mut parts = word.split(':');
+            let (operation, parents, range, events) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let (start, end) = range.split_once('-')?;
+            reshards.push(Reshard {
+                operation: operation.to_owned(),
+                parents: parents.split('+').map(str::to_owned).collect(),
+                starting_hash_key: u128::from_str_radix(start, 16).ok()?,
+                ending_hash_key: u128::from_str_radix(end, 16).ok()?,
+                events_before: events.parse().ok()?,
+            });
+        }
+        Some(Run { scenario: Scenario::parse(scenario).ok()?, seed: seed.parse().ok()?, orders, ordinal, reshards })
+    }
+}
+
+/// The runs recorded on the stream. A run tag labs cannot read is an error, not skipped: a
+/// verifier that skipped it would check less than was produced.
 async fn recorded_runs(client: &Client, stream: &str) -> Result<Vec<Run>> {
     let runs = kinesis::recorded_runs(client, stream, "example-7").await?;
-    Ok(runs
-        .into_iter()
-        .filter_map(|(name, orders)| {
-            let (scenario, seed) = name.split_once(':')?;
-            Some(Run {
-                scenario: Scenario::parse(scenario).ok()?,
-                seed: seed.parse().ok()?,
-                orders: orders.parse().ok()?,
-            })
+    runs.into_iter()
+        .map(|(name, value)| {
+            Run::parse(&name, &value)
+                .ok_or_else(|| anyhow::anyhow!("{stream} records a run labs cannot read: labs:run:{name} = {value}"))
         })
-        .collect())
+        .collect()
 }
 
 async fn record_run(client: &Client, stream: &str, run: &Run) -> Result<()> {
-    kinesis::record_run(client, stream, &format!("{}:{}", run.scenario.name(), run.seed), &run.orders.to_string()).await
+    kinesis::record_run(client, stream, &format!("{}:{}", run.scenario.name(), run.seed), &run.tag_value()).await
 }
 
 fn encode(event: &OrderEvent, partition_key: String) -> Outgoing {
@@ -280,7 +348,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
         );
     }
     let mut planned = Vec::new();
-    for scenario in scenarios {
+    for (index, scenario) in scenarios.into_iter().enumerate() {
         let used = |seed: u64| runs.iter().any(|r| r.scenario == scenario && r.seed == seed);
         let seed = match args.seed {
             Some(seed) if used(seed) => bail!(
@@ -288,9 +356,9 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
                 scenario.name()
             ),
             Some(seed) => seed,
-            None => runs.iter().filter(|r| r.scenario == scenario).map(|r| r.seed + 1).max().unwrap_or(1),
+            None => seeds::after_highest(runs.iter().filter(|r| r.scenario == scenario).map(|r| r.seed))?,
         };
-        planned.push(Run { scenario, seed, orders });
+        planned.push(Run { scenario, seed, orders, ordinal: Some(runs.len() + index), reshards: Vec::new() });
     }
     target.confirm(&format!("Produce {} scenario runs of {orders} orders into {stream}?", planned.len()))?;
     out.say(format!(
@@ -300,7 +368,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     ));
 
     let mut reports = Vec::new();
-    for run in &planned {
+    for run in &mut planned {
         record_run(client, &stream, run).await?;
         let report = match run.scenario {
             Scenario::KeyOrder => ScenarioReport::KeyOrder(key_order(target, &stream, run, out).await?),

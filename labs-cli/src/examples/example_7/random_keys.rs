@@ -38,7 +38,7 @@ pub(super) async fn random_keys(target: &Target, stream: &str, run: &Run, out: O
 
     out.say("2. Consuming every shard from TRIM_HORIZON, one shard after another:");
     let reads = read_back(target, stream, &part.spec.id_prefix()).await?;
-    let ordering = check_order(&steps_per_order(&events), arrivals(&reads), |_| false);
+    let ordering = check_order(&steps_per_order(&events), arrivals(&reads), |_| 0);
     let mut order_shards: HashMap<&str, BTreeSet<&str>> = HashMap::new();
     for read in &reads {
         order_shards.entry(&read.event.order_id).or_default().insert(&read.record.shard_id);

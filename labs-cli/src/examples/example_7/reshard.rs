@@ -3,11 +3,12 @@
 use anyhow::{Result, bail};
 use aws_sdk_kinesis::Client;
 use labs_core::orders::{self, OrderEvent, OrderingReport, ShardLoad, check_order, steps_per_order};
+use labs_core::partition::hash_key;
 use serde::Serialize;
 
 use super::{
-    EXAMPLES, Read, Run, Scenario, decode, decode_run, encode, produce_in_key_order, short_shard, steps_text,
-    what_the_target_is,
+    EXAMPLES, Read, Reshard, Run, Scenario, capitalized, decode, decode_run, encode, produce_in_key_order, record_run,
+    short_shard, steps_text, what_the_target_is,
 };
 use crate::driver::kinesis::{self, Incoming, Position, ProduceStats};
 use crate::output::{self, Output};
@@ -74,6 +75,79 @@ struct ReshardStep {
     parents_kept: bool,
     /// Records read from the parents again, from TRIM_HORIZON, after the reshard (when kept).
     parent_records_readable: Option<usize>,
+    /// Where this run's next records into the parents' hash range went, as the consumer read
+    /// them; `None` when the run produced nothing after this step.
+    new_records: Option<Routing>,
+}
+
+/// Where records produced after a split or merge, into the parents' hash range, were read from.
+#[derive(Debug, Default, Serialize)]
+struct Routing {
+    in_range: usize,
+    to_children: usize,
+    to_parents: usize,
+    elsewhere: usize,
+}
+
+/// Counts, from what the consumer read, where this run's events `emitted` in `from..to` whose key
+/// is in `reshard`'s range landed: the claim "new records go to the children" checked in the data.
+fn observe_routing(
+    consumer: &CheckpointingConsumer,
+    prefix: &str,
+    step: &ReshardStep,
+    reshard: &Reshard,
+    emitted: std::ops::Range<u64>,
+) -> Routing {
+    let mut routing = Routing::default();
+    for seen in &consumer.shards {
+        for record in &seen.records {
+            let Some(event) = decode(record) else { continue };
+            let key = hash_key(&event.order_id);
+            if !event.order_id.starts_with(prefix)
+                || !emitted.contains(&event.emitted)
+                || !(reshard.starting_hash_key..=reshard.ending_hash_key).contains(&key)
+            {
+                continue;
+            }
+            routing.in_range += 1;
+            if step.children.contains(&record.shard_id) {
+                routing.to_children += 1;
+            } else if step.parents.contains(&record.shard_id) {
+                routing.to_parents += 1;
+            } else {
+                routing.elsewhere += 1;
+            }
+        }
+    }
+    routing
+}
+
+/// Says where the new records went, from the data; where the target does not route them to the
+/// children as Kinesis does, says so.
+fn say_routing(out: Output, kind: &TargetKind, step: &ReshardStep) {
+    let children = step.children.iter().map(|s| short_shard(s)).collect::<Vec<_>>().join(" and ");
+    let parents = step.parents.iter().map(|s| short_shard(s)).collect::<Vec<_>>().join(" and ");
+    match &step.new_records {
+        None => out.say(format!("   No records of this run were produced after the {}.", step.operation)),
+        Some(r) if r.in_range > 0 && r.to_children == r.in_range => out.say(format!(
+            "   Read back: all {} records produced since the {} into {parents}'s hash range are in {children}.",
+            r.in_range, step.operation
+        )),
+        Some(r) if r.in_range == 0 => out.say(format!(
+            "   Read back: none of this run's later records keyed into {parents}'s hash range could be read."
+        )),
+        Some(r) => out.say(format!(
+            "   Read back: of {} records produced since the {} into {parents}'s hash range, {} are in {children},\n   \
+             {} in the closed {parents} and {} elsewhere. {} does not route as Kinesis does: on Kinesis\n   \
+             every new record goes to the children once the parent is closed.",
+            r.in_range,
+            step.operation,
+            r.to_children,
+            r.to_parents,
+            r.elsewhere,
+            capitalized(&what_the_target_is(kind))
+        )),
+    }
 }
 
 /// Finds out what the target did with the parents of a split or merge: still listed and
@@ -108,6 +182,7 @@ async fn observe_reshard(
         children,
         parents_kept,
         parent_records_readable,
+        new_records: None,
     })
 }
 
@@ -148,10 +223,11 @@ fn say_behaviour(out: Output, kind: &TargetKind, step: &ReshardStep) {
     match step.parent_records_readable {
         Some(readable) => out.say(format!(
             "   {parents}: still listed, now closed (an ending sequence number), and still readable:\n   \
-             {readable} of the {} records the consumer had read from {it}. New records go to {children}.\n   \
+             {readable} of the {} records the consumer had read from {it}; {children} {} {it} as parent.\n   \
              This is what Kinesis does: a closed shard stays readable until the retention period ends, so a\n   \
              consumer can always finish a parent before its children.",
-            step.parent_records
+            step.parent_records,
+            if step.children.len() == 1 { "names" } else { "name" },
         )),
         None => out.say(format!(
             "   GONE: {} no longer lists {parents},\n   \
@@ -159,7 +235,7 @@ fn say_behaviour(out: Output, kind: &TargetKind, step: &ReshardStep) {
              The {} records {they} held (from every run so far) cannot be read any more.\n   \
              This is the emulator, not Kinesis: {}\n   \
              This consumer lost nothing: it had read {its} records to the end before the {}.\n   \
-             (`labs verify` knows about the loss and does not count it against you.)",
+             (`labs verify` excuses only what was produced into {it} before the {}, and says how much.)",
             what_the_target_is(kind),
             if step.children.len() == 1 { "names" } else { "name" },
             step.parent_records,
@@ -170,12 +246,13 @@ fn say_behaviour(out: Output, kind: &TargetKind, step: &ReshardStep) {
                 "it deletes a split or merged parent with its records,\n   \
                  while AWS closes the parent and keeps it readable until the retention period ends (24 hours by default)."
             },
+            step.operation,
             step.operation
         )),
     }
 }
 
-pub(super) async fn reshard(target: &Target, stream: &str, run: &Run, out: Output) -> Result<ReshardReport> {
+pub(super) async fn reshard(target: &Target, stream: &str, run: &mut Run, out: Output) -> Result<ReshardReport> {
     let client = &target.clients.kinesis;
     let part = Scenario::Reshard.parts(run.seed, run.orders).remove(0);
     let events = orders::generate(&part.spec);
@@ -209,6 +286,9 @@ pub(super) async fn reshard(target: &Target, stream: &str, run: &Run, out: Outpu
         bail!("reshard: {stream} has no open shard whose hash key range can be split");
     };
     let split_load = loads.iter().find(|l| l.range.shard_id == plan.split).map_or(0, |l| l.records);
+    let range_of = |id: &str| loads.iter().find(|l| l.range.shard_id == id).map(|l| l.range.clone());
+    let split_range = range_of(&plan.split).expect("the plan splits a listed shard");
+    let after_part = |parts: usize| phases.iter().take(parts).map(|p| p.len()).sum::<usize>();
     out.say(format!(
         "2. Splitting {} (the busiest: {split_load} records of this run) at hash key {}.",
         plan.split, plan.new_starting_hash_key
@@ -217,16 +297,30 @@ pub(super) async fn reshard(target: &Target, stream: &str, run: &Run, out: Outpu
     let split = kinesis::split_shard(client, stream, &plan.split, plan.new_starting_hash_key).await;
     spinner.finish_and_clear();
     split?;
-    let split_step = observe_reshard(client, stream, "split", vec![plan.split.clone()], &consumer).await?;
+    // Recorded as soon as it happened: verify excuses only what this proves was in a deleted parent.
+    let split_reshard = Reshard {
+        operation: "split".to_owned(),
+        parents: vec![plan.split.clone()],
+        starting_hash_key: split_range.starting_hash_key,
+        ending_hash_key: split_range.ending_hash_key,
+        events_before: after_part(1),
+    };
+    run.reshards.push(split_reshard.clone());
+    record_run(client, stream, run).await?;
+    let mut split_step = observe_reshard(client, stream, "split", vec![plan.split.clone()], &consumer).await?;
     say_behaviour(out, &target.kind, &split_step);
-    steps.push(split_step);
 
     if let Some(phase) = phases.get(1) {
         out.say(format!("3. Producing part 2 ({} records); the consumer catches up.", phase.len()));
         produced.push(produce_in_key_order(target, stream, encode_phase(phase)).await?);
         consumer.catch_up(client, stream).await?;
+        let emitted = after_part(1) as u64..after_part(2) as u64;
+        split_step.new_records = Some(observe_routing(&consumer, &prefix, &split_step, &split_reshard, emitted));
     }
+    say_routing(out, &target.kind, &split_step);
+    steps.push(split_step);
 
+    let mut merging = None;
     match &plan.merge {
         Some((a, b)) => {
             out.say(format!("4. Merging {a} and {b}, the quietest pair of adjacent shards."));
@@ -234,9 +328,22 @@ pub(super) async fn reshard(target: &Target, stream: &str, run: &Run, out: Outpu
             let merged = kinesis::merge_shards(client, stream, a, b).await;
             spinner.finish_and_clear();
             merged?;
+            let (first, second) = (range_of(a), range_of(b));
+            let (Some(first), Some(second)) = (first, second) else {
+                bail!("reshard: {a} and {b} were not listed before the merge");
+            };
+            let merge_reshard = Reshard {
+                operation: "merge".to_owned(),
+                parents: vec![a.clone(), b.clone()],
+                starting_hash_key: first.starting_hash_key,
+                ending_hash_key: second.ending_hash_key,
+                events_before: after_part(2),
+            };
+            run.reshards.push(merge_reshard.clone());
+            record_run(client, stream, run).await?;
             let merge_step = observe_reshard(client, stream, "merge", vec![a.clone(), b.clone()], &consumer).await?;
             say_behaviour(out, &target.kind, &merge_step);
-            steps.push(merge_step);
+            merging = Some((merge_step, merge_reshard));
         }
         None => out.say("4. No two other shards have adjacent hash ranges: nothing to merge."),
     }
@@ -245,6 +352,14 @@ pub(super) async fn reshard(target: &Target, stream: &str, run: &Run, out: Outpu
         out.say(format!("5. Producing part 3 ({} records); the consumer catches up.", phase.len()));
         produced.push(produce_in_key_order(target, stream, encode_phase(phase)).await?);
         consumer.catch_up(client, stream).await?;
+        if let Some((step, reshard)) = &mut merging {
+            let emitted = after_part(2) as u64..after_part(3) as u64;
+            step.new_records = Some(observe_routing(&consumer, &prefix, step, reshard, emitted));
+        }
+    }
+    if let Some((step, _)) = merging {
+        say_routing(out, &target.kind, &step);
+        steps.push(step);
     }
 
     // Every shard the consumer has seen, with this run's records: read again from TRIM_HORIZON
@@ -297,8 +412,7 @@ pub(super) async fn reshard(target: &Target, stream: &str, run: &Run, out: Outpu
 
     let view = |name: &'static str, order: &[&Content]| {
         let reads: Vec<&Read> = order.iter().flat_map(|c| &c.reads).collect();
-        let ordering =
-            check_order(&expected, reads.iter().map(|r| (r.event.order_id.as_str(), r.event.step)), |_| false);
+        let ordering = check_order(&expected, reads.iter().map(|r| (r.event.order_id.as_str(), r.event.step)), |_| 0);
         ConsumerView { consumer: name, shard_order: order.iter().map(|c| c.row.shard_id.clone()).collect(), ordering }
     };
     let aware_refs: Vec<&Content> = aware_order.iter().collect();

@@ -24,9 +24,8 @@ struct ProducerRow {
 pub(super) struct RetryReorderReport {
     seed: u64,
     orders: usize,
+    /// Share of entries labs refuses on the client side, so the lesson does not depend on load.
     refused_percent: u32,
-    /// Refusals are always made on the client side, so the lesson does not depend on load.
-    refusals_injected_by_labs: bool,
     producers: Vec<ProducerRow>,
 }
 
@@ -62,7 +61,7 @@ pub(super) async fn retry_reorder(target: &Target, stream: &str, run: &Run, out:
         bar.finish_and_clear();
         let produced = produced?;
         let reads = read_back(target, stream, &part.spec.id_prefix()).await?;
-        let ordering = check_order(&steps_per_order(&events), arrivals(&reads), |_| false);
+        let ordering = check_order(&steps_per_order(&events), arrivals(&reads), |_| 0);
         if index == 0 {
             out.table(
                 "   What the naive producer did to some orders (step@shard, in reading order)",
@@ -126,11 +125,5 @@ pub(super) async fn retry_reorder(target: &Target, stream: &str, run: &Run, out:
             trace.verdict.describe()
         );
     }
-    Ok(RetryReorderReport {
-        seed: run.seed,
-        orders: run.orders,
-        refused_percent: REFUSED_PERCENT,
-        refusals_injected_by_labs: true,
-        producers,
-    })
+    Ok(RetryReorderReport { seed: run.seed, orders: run.orders, refused_percent: REFUSED_PERCENT, producers })
 }

@@ -1,0 +1,86 @@
+//! `labs guide` and `labs questions`: the guide and the learning map, compiled into the binary,
+//! need no emulator.
+
+mod support;
+
+use support::labs_offline;
+
+#[test]
+fn guide_lists_a_section_per_built_example() {
+    let run = labs_offline(&["guide"]).ok();
+    assert!(run.stdout.contains("labs guide example-1"), "{}", run.stdout);
+    assert!(run.stdout.contains("labs guide example-7"), "{}", run.stdout);
+    let sections = labs_offline(&["--json", "guide"]).ok().json();
+    let numbers: Vec<u64> = sections.as_array().unwrap().iter().map(|s| s["number"].as_u64().unwrap()).collect();
+    let listed = labs_offline(&["--json", "list"]).ok().json();
+    for example in listed.as_array().unwrap().iter().filter(|e| e["built"] == true) {
+        let number = example["id"].as_u64().unwrap();
+        assert!(numbers.contains(&number), "built example-{number} has no guide section: {numbers:?}");
+    }
+}
+
+#[test]
+fn guide_prints_one_section_and_only_that() {
+    let run = labs_offline(&["guide", "example-3"]).ok();
+    assert!(run.stdout.starts_with("## Example 3: change data capture"), "{}", run.stdout);
+    assert!(run.stdout.contains("labs verify example-3"), "{}", run.stdout);
+    assert!(!run.stdout.contains("## Example 5"), "the next section leaked in");
+    assert!(!run.stdout.contains("\n---\n"), "the separator belongs to no section");
+    assert!(run.stdout.contains("What is change data capture?"), "the plan's questions it answers: {}", run.stdout);
+    let section = labs_offline(&["--json", "guide", "example-3"]).ok().json();
+    assert_eq!(section["number"], 3);
+    let answers = section["answers"].as_array().unwrap();
+    assert!(
+        answers.iter().all(|i| i["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("example-3")))
+    );
+    assert!(answers.iter().any(|i| i["id"] == "final-5"), "keeping a search index in sync: {answers:?}");
+}
+
+#[test]
+fn guide_refuses_an_unknown_example_and_one_without_a_section() {
+    let run = labs_offline(&["guide", "example-9"]).fails();
+    assert!(run.stderr.contains("unknown example 'example-9'"), "{}", run.stderr);
+    let listed = labs_offline(&["--json", "list"]).ok().json();
+    if let Some(planned) = listed.as_array().unwrap().iter().find(|e| e["built"] == false) {
+        let id = format!("example-{}", planned["id"]);
+        let run = labs_offline(&["guide", &id]).fails();
+        assert!(run.error_line().contains(&format!("{id} has no section in the guide")), "{}", run.stderr);
+    }
+}
+
+#[test]
+fn questions_show_every_item_of_the_plan_with_its_state() {
+    let map = labs_offline(&["--json", "questions"]).ok().json();
+    let items = map["items"].as_array().unwrap();
+    assert_eq!(items.len(), 61, "40 questions, 12 checkpoint items, 5 assessment items, 4 projects");
+    let counted: u64 = map["counts"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(counted, 61);
+    for item in items {
+        let state = item["state"].as_str().unwrap();
+        assert!(["verified", "shown", "explained", "not-yet"].contains(&state), "{item}");
+        if state == "verified" {
+            assert!(item["verify"].is_string() && !item["answers"].as_array().unwrap().is_empty(), "{item}");
+        }
+    }
+    let offsets = items.iter().find(|i| i["text"] == "How do consumer offsets work?").unwrap();
+    assert_eq!(offsets["answers"][0], "example-1");
+    let kafka = items.iter().find(|i| i["id"] == "project-1").unwrap();
+    assert!(
+        kafka["kafka"].as_array().unwrap().iter().any(|k| k["kafka"].as_str().unwrap().contains("kafka-topics.sh"))
+    );
+}
+
+#[test]
+fn questions_table_and_summary_for_people() {
+    let run = labs_offline(&["questions"]).ok();
+    assert!(run.stdout.contains("What is change data capture?"), "{}", run.stdout);
+    assert!(run.stdout.contains("61 items:"), "{}", run.stdout);
+    let page = labs_offline(&["questions", "--markdown"]).ok();
+    assert!(page.stdout.starts_with("# The learning map"), "{}", page.stdout);
+    let both = labs_offline(&["--json", "questions", "--markdown"]).fails();
+    assert!(both.error_line().contains("pick one"), "{}", both.stderr);
+}
