@@ -89,9 +89,8 @@ async fn happy_transient_crash_slow_consumer_verify_and_a_double_applied_event_f
 
 /// Poison (stall, retry limit, bisect) and partial batch responses need AWS's semantics, which
 /// labs' stream-trigger runner brings to the emulator (MiniStack's own poller retries a failing
-/// batch forever and ignores bisect and retry limits).
+/// batch forever and ignores bisect and retry limits); the mapping is declared `runner = true`.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs labs' stream-trigger runner on the emulator (issue 11)"]
 async fn poison_and_partial_batch_verify_and_a_removed_failure_message_fails_it() {
     let p = prefix("ex4poison");
     let _teardown = Teardown { prefix: &p, example: "example-4" };
@@ -122,4 +121,45 @@ async fn poison_and_partial_batch_verify_and_a_removed_failure_message_fails_it(
     let failed = tokio::task::spawn_blocking(move || verify(&q, "2").fails().json()).await.unwrap();
     assert_eq!(failed["passed"], false);
     assert!(!failed["lost"].as_array().unwrap().is_empty(), "{failed:#}");
+}
+
+/// The mapping ids with a settings row in the prefix's runner table, or `None` without a table.
+async fn runner_mappings(p: &str) -> Option<Vec<String>> {
+    let dynamodb = support::dynamodb().await;
+    let scanned = dynamodb.scan().table_name(format!("{p}-triggers-checkpoints")).send().await.ok()?;
+    let mut ids: Vec<String> = scanned
+        .items()
+        .iter()
+        .filter(|item| item.get("shard_id").and_then(|s| s.as_s().ok()).is_some_and(|s| s == "#settings"))
+        .filter_map(|item| item.get("mapping_id").and_then(|m| m.as_s().ok()).cloned())
+        .collect();
+    ids.sort();
+    Some(ids)
+}
+
+/// Examples 3 and 4 both run on the runner under one prefix: they share its table (its own
+/// stack, so neither `up` finds the other's resource), and it goes only with the last of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn examples_3_and_4_share_the_runner_table_until_the_last_goes_down() {
+    let p = prefix("ex34");
+    let _teardown_3 = Teardown { prefix: &p, example: "example-3" };
+    let _teardown_4 = Teardown { prefix: &p, example: "example-4" };
+    let q = p.clone();
+    tokio::task::spawn_blocking(move || {
+        labs(&q, &["up", "example-3"]).ok();
+        labs(&q, &["up", "example-4"]).ok();
+    })
+    .await
+    .unwrap();
+    let ex3 = format!("{p}-ex3-products -> {p}-ex3-cdc-indexer");
+    let ex4 = format!("{p}-ex4-events -> {p}-ex4-processor");
+    assert_eq!(runner_mappings(&p).await, Some(vec![ex3, ex4.clone()]));
+
+    let q = p.clone();
+    tokio::task::spawn_blocking(move || labs(&q, &["down", "example-3"]).ok()).await.unwrap();
+    assert_eq!(runner_mappings(&p).await, Some(vec![ex4]), "example 4 still runs on the runner");
+
+    let q = p.clone();
+    tokio::task::spawn_blocking(move || labs(&q, &["down", "example-4"]).ok()).await.unwrap();
+    assert_eq!(runner_mappings(&p).await, None, "the last runner mapping took the table with it");
 }
