@@ -152,6 +152,11 @@ pub struct EventSourceMapping {
     /// A disabled mapping exists, tagged, but Lambda does not poll it (labs' own runner may).
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// Streams only: on an emulator, labs' stream-trigger runner executes this mapping (with
+    /// AWS's retry, bisect and on-failure semantics) instead of the emulator's own poller. AWS
+    /// ignores it. The engine does not read it.
+    #[serde(default)]
+    pub runner: bool,
 }
 
 fn enabled_by_default() -> bool {

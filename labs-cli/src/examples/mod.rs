@@ -76,6 +76,7 @@ mod scenario;
 pub mod example_1;
 pub mod example_2;
 pub mod example_3;
+pub mod example_4;
 pub mod example_5;
 pub mod example_7;
 
@@ -84,12 +85,7 @@ pub const REGISTRY: &[Entry] = &[
     Entry::built(example_1::ABOUT, &example_1::Example1),
     Entry::built(example_2::ABOUT, &example_2::Example2),
     Entry::built(example_3::ABOUT, &example_3::Example3),
-    Entry::planned(About::new(
-        4,
-        "A Lambda stream processor",
-        "batches, retries, bisect, partial failures, exactly-once effects",
-        "Kinesis, Lambda, DynamoDB, SQS",
-    )),
+    Entry::built(example_4::ABOUT, &example_4::Example4),
     Entry::built(example_5::ABOUT, &example_5::Example5),
     Entry::planned(About::new(
         6,

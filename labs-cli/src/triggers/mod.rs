@@ -3,11 +3,13 @@
 //! lack retry limits, bisect and on-failure destinations, `labs up` creates the real mapping
 //! disabled and labs' runner (`labs-triggers`) executes it, in a background process per endpoint
 //! and prefix (`process.rs`, `serve.rs`), with the settings the declaration gives, kept in a
-//! settings row of the stack's `<prefix>-triggers-checkpoints` table (`rows.rs`).
+//! settings row of the `<prefix>-triggers-checkpoints` table (`rows.rs`).
 //!
-//! A stack opts in by declaring that table ([`CHECKPOINTS`]); stacks without it (tumbling
-//! windows are not in the runner yet) keep the endpoint's own mappings. `--endpoint-mappings`
-//! keeps them everywhere.
+//! A stream mapping opts in with `runner = true`; the others (tumbling windows are not in the
+//! runner yet) keep the endpoint's own mappings. `--endpoint-mappings` keeps them everywhere. The
+//! table belongs to a stack of its own ([`TABLE_STACK`]), shared by every example of a prefix
+//! whose mappings the runner executes: the first `up` of one provisions it, the `down` that
+//! leaves the prefix without a runner mapping removes it (after stopping the runner).
 
 mod process;
 pub mod rows;
@@ -16,8 +18,8 @@ mod set;
 mod status;
 
 use anyhow::{Context, Result, bail};
-use labs_infra::SdkContext;
 use labs_infra::stack::{self, EventSourceMapping, FailureDestination, MappingSource, Stack, Table};
+use labs_infra::{Engine, SdkContext};
 
 pub use process::{log_path, stop_all_on};
 pub use rows::MappingRow;
@@ -27,9 +29,12 @@ pub use status::{MappingStatus, status};
 
 use crate::target::Target;
 
-/// The runner's table: checkpoints, shard status and settings rows. A stack whose stream
-/// mappings the runner may execute declares it.
+/// The runner's table: checkpoints, shard status and settings rows, declared by [`TABLE_STACK`].
 pub const CHECKPOINTS: Table = Table::new("triggers-checkpoints");
+
+/// The stack that declares [`CHECKPOINTS`]: one per prefix, whichever examples use the runner
+/// (the engine gives each resource one owning example, so no example stack may declare it).
+pub const TABLE_STACK: &str = "triggers";
 
 /// Who executes a stack's stream mappings on this target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,8 +55,7 @@ impl Executor {
 }
 
 pub fn executor(target: &Target, stack: &Stack) -> Executor {
-    let declares_table = stack.check(&CHECKPOINTS.any()).is_ok();
-    if target.kind.is_aws() || target.endpoint_mappings || !declares_table || stream_mappings(stack).next().is_none() {
+    if target.kind.is_aws() || target.endpoint_mappings || runner_mappings(stack).next().is_none() {
         Executor::Target
     } else {
         Executor::Runner
@@ -60,6 +64,11 @@ pub fn executor(target: &Target, stack: &Stack) -> Executor {
 
 fn stream_mappings(stack: &Stack) -> impl Iterator<Item = &EventSourceMapping> {
     stack.event_source_mappings.iter().filter(|m| !matches!(m.source, MappingSource::SqsQueue(_)))
+}
+
+/// The stream mappings that opt in to the runner (`runner = true`); queues never do.
+fn runner_mappings(stack: &Stack) -> impl Iterator<Item = &EventSourceMapping> {
+    stream_mappings(stack).filter(|m| m.runner)
 }
 
 fn source_name(mapping: &EventSourceMapping) -> &str {
@@ -80,7 +89,7 @@ pub fn for_engine(target: &Target, declared: &Stack) -> Stack {
     let mut stack = declared.clone();
     if executor(target, declared) == Executor::Runner {
         for mapping in &mut stack.event_source_mappings {
-            if !matches!(mapping.source, MappingSource::SqsQueue(_)) {
+            if mapping.runner && !matches!(mapping.source, MappingSource::SqsQueue(_)) {
                 mapping.enabled = false;
             }
         }
@@ -88,23 +97,25 @@ pub fn for_engine(target: &Target, declared: &Stack) -> Stack {
     stack
 }
 
-/// After `up`: writes the settings row of every stream mapping the runner executes (so a changed
-/// declaration changes the running mapping) and starts the runner if it is not running.
+/// After `up`: provisions the runner's table if the prefix has none yet, writes the settings row
+/// of every stream mapping the runner executes (so a changed declaration changes the running
+/// mapping) and starts the runner if it is not running.
 pub async fn publish(target: &Target, declared: &Stack) -> Result<()> {
     if executor(target, declared) != Executor::Runner {
         return Ok(());
     }
+    provision_table(target).await?;
     let table = target.name(CHECKPOINTS);
-    for mapping in stream_mappings(declared) {
+    for mapping in runner_mappings(declared) {
         if !mapping.enabled {
             rows::forget(&target.clients.dynamodb, &table, &mapping_id(&target.prefix, mapping)).await?;
             continue;
         }
         if mapping.tumbling_window_seconds.is_some() {
             bail!(
-                "{}: the runner has no tumbling windows yet; drop {} from the stack or use --endpoint-mappings",
+                "{}: the runner has no tumbling windows yet; drop `runner = true` from {} or use --endpoint-mappings",
                 declared.example,
-                CHECKPOINTS.logical()
+                mapping_id(&target.prefix, mapping)
             );
         }
         let row = row_for(target, mapping).await?;
@@ -121,18 +132,43 @@ pub async fn forget(target: &Target, declared: &Stack) -> Result<()> {
         return Ok(());
     }
     let table = target.name(CHECKPOINTS);
-    for mapping in stream_mappings(declared) {
+    for mapping in runner_mappings(declared) {
         rows::forget(&target.clients.dynamodb, &table, &mapping_id(&target.prefix, mapping)).await?;
     }
     Ok(())
 }
 
-/// After `down`: stops this prefix's runner when it has no mapping left.
+/// After `down`: when this prefix has no runner mapping left, stops its runner and then removes
+/// the runner's table (the runner first, so it never finds its table gone under it).
 pub async fn stop_if_idle(target: &Target) -> Result<()> {
     let Some(endpoint) = target.endpoint() else { return Ok(()) };
     let left = rows::read_all(&target.clients.dynamodb, &target.name(CHECKPOINTS)).await?;
-    if left.is_none_or(|mappings| mappings.is_empty()) {
-        process::stop(endpoint, &target.prefix)?;
+    match left {
+        Some(mappings) if !mappings.is_empty() => Ok(()),
+        None => {
+            process::stop(endpoint, &target.prefix)?;
+            Ok(())
+        }
+        Some(_) => {
+            process::stop(endpoint, &target.prefix)?;
+            let stack = stack::load(TABLE_STACK)?;
+            let engine = Engine::connect(&target.clients, &target.prefix).await?;
+            engine.destroy(&stack, &|_: &str| {}).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Creates the runner's table for the target's prefix unless it is there (its own stack, so
+/// examples that share it never contest its ownership).
+async fn provision_table(target: &Target) -> Result<()> {
+    let stack = stack::load(TABLE_STACK)?;
+    let engine = Engine::connect(&target.clients, &target.prefix).await?;
+    let artifacts = Default::default();
+    let plan = engine.plan(&stack, &artifacts).await?;
+    plan.refuse_conflicts()?;
+    if !plan.is_noop() {
+        engine.apply(&stack, &plan, &artifacts, &|_: &str| {}).await?;
     }
     Ok(())
 }
@@ -214,17 +250,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_stack_that_declares_the_checkpoints_table_has_a_stream_mapping_without_windows() {
+    fn only_the_table_stack_declares_the_runner_table() {
         for name in stack::declared() {
             let stack = stack::load(name).unwrap();
-            if stack.check(&CHECKPOINTS.any()).is_err() {
-                continue;
+            assert_eq!(stack.check(&CHECKPOINTS.any()).is_ok(), name == TABLE_STACK, "{name}");
+        }
+    }
+
+    #[test]
+    fn runner_mappings_are_stream_mappings_without_windows() {
+        let mut opted_in = Vec::new();
+        for name in stack::declared() {
+            let stack = stack::load(name).unwrap();
+            for mapping in stack.event_source_mappings.iter().filter(|m| m.runner) {
+                assert!(!matches!(mapping.source, MappingSource::SqsQueue(_)), "{name}: a queue mapping opts in");
+                assert!(mapping.tumbling_window_seconds.is_none(), "{name}: the runner has no tumbling windows");
+                opted_in.push(name);
             }
-            assert!(stream_mappings(&stack).next().is_some(), "{name} declares the table but no stream mapping");
-            assert!(
-                stream_mappings(&stack).all(|m| m.tumbling_window_seconds.is_none()),
-                "{name}: the runner has no tumbling windows"
-            );
+        }
+        for expected in ["example-3", "example-4", "triggers-bench-runner"] {
+            assert!(opted_in.contains(&expected), "{expected} runs on the runner: {opted_in:?}");
         }
     }
 }

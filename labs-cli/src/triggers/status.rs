@@ -40,8 +40,9 @@ pub async fn status(target: &Target, stacks: &[Stack]) -> Result<Vec<MappingStat
             });
         }
     }
-    for stack in stacks.iter().filter(|s| executor(target, s) == Executor::Target) {
-        for mapping in stream_mappings(stack) {
+    for stack in stacks {
+        let runner_executes = executor(target, stack) == Executor::Runner;
+        for mapping in stream_mappings(stack).filter(|m| !(runner_executes && m.runner)) {
             let function = stack::full_name(&target.prefix, &mapping.function);
             let Ok(listed) = target.clients.lambda.list_event_source_mappings().function_name(&function).send().await
             else {
