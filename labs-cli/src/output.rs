@@ -36,6 +36,12 @@ pub fn progress(len: u64, message: &str) -> ProgressBar {
     bar
 }
 
+/// The `p`-th percentile (0.0 to 1.0) of sorted latencies, in milliseconds; 0 when there are none.
+pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+}
+
 /// Prints one line of results on stdout. When the reader has gone (`labs consume | head`), labs
 /// stops quietly, as `cat` does: nothing it prints is worth an error then.
 pub fn line(text: impl AsRef<str>) {

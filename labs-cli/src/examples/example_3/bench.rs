@@ -22,11 +22,6 @@ struct BenchReport {
     optimized_build: bool,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
 /// Time from a write to the products table until the index shows it (p50, p99), and the
 /// handler's in-process throughput on a large synthetic batch.
 pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<()> {
@@ -85,9 +80,9 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
 
     let report = BenchReport {
         writes,
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        max_ms: percentile(&latencies, 1.0),
+        p50_ms: output::percentile_ms(&latencies, 0.50),
+        p99_ms: output::percentile_ms(&latencies, 0.99),
+        max_ms: output::percentile_ms(&latencies, 1.0),
         handler_records: records,
         handler_records_per_second: handler_rate,
         optimized_build: !cfg!(debug_assertions),

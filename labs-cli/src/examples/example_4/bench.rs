@@ -34,11 +34,6 @@ struct BenchReport {
     max_ms: f64,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
 /// `count` purchases as Lambda would deliver them, in batches of 100 of one shard.
 fn synthetic_batches(count: usize) -> Result<Vec<KinesisEvent>> {
     let events = Produced { namespace: "bench".into(), seed: 0, count }.events()?;
@@ -135,8 +130,8 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
         processor_records_per_second: per_second,
         optimized_build: !cfg!(debug_assertions),
         events: count,
-        p50_ms: percentile(&latencies, 0.5),
-        p99_ms: percentile(&latencies, 0.99),
+        p50_ms: output::percentile_ms(&latencies, 0.5),
+        p99_ms: output::percentile_ms(&latencies, 0.99),
         max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
     };
     out.table(

@@ -31,11 +31,6 @@ struct BenchReport {
     optimized_build: bool,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(index).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-}
-
 /// A long history, decided one command at a time in memory, as a single writer would.
 fn history(commands: usize) -> Vec<Event> {
     let spec =
@@ -101,8 +96,8 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
     let optimized_build = !cfg!(debug_assertions);
     let report = BenchReport {
         commands: latencies.len(),
-        p50_ms: percentile(&latencies, 0.5),
-        p99_ms: percentile(&latencies, 0.99),
+        p50_ms: output::percentile_ms(&latencies, 0.5),
+        p99_ms: output::percentile_ms(&latencies, 0.99),
         max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         fold_events: events.len(),
         events_folded_per_second: per_second,
