@@ -46,7 +46,8 @@
 //!      destination is given (a failed send is logged and does not stall the shard);
 //!    - `Checkpoint`: write it to the checkpoint table (after the `Discard` that precedes it);
 //! 4. waits for the first of: an invocation completing, the `WaitUntil` instant, the next poll of
-//!    the stream (Kinesis 1/s, DynamoDB 4/s), or cancellation; and every 2 s at most writes the
+//!    the stream (every 200 ms once caught up: faster than Lambda's 1/s for Kinesis, since
+//!    emulators have no per-shard read limit; see `runner::shard_loop`), or cancellation; and every 2 s at most writes the
 //!    shard's [`runner::ShardReport`] and open tumbling window ([`runner::WindowReport`], read
 //!    back with [`runner::CheckpointTable::load_window`]) beside its checkpoint for
 //!    `labs status`. Reading pauses while [`ShardMachine::buffered_records`] (records not yet
