@@ -53,6 +53,16 @@ pub(super) async fn run_backfill(target: &Target, tables: &Tables, settings: &Se
     let Settings { operations, seed, query } = *settings;
     let stack = super::ABOUT.id.stack()?;
 
+    // Destructive on purpose: on real AWS, say exactly what goes before anything does.
+    target.confirm(&format!(
+        "The backfill scenario removes the indexer's event source mapping, turns off the stream of {}, \
+         deletes every item of {}, {} and {}, then writes {} product changes with the stream back on part of the time. Go ahead?",
+        tables.products,
+        tables.products,
+        tables.index,
+        tables.checkpoints,
+        2 * LEGACY_PRODUCTS + operations,
+    ))?;
     // 1. A database that predates change data capture: no stream, no indexer.
     out.say(format!(
         "1. Starting over without CDC: the stream of {} off, all three tables emptied, then products written\n   \
