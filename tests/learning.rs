@@ -1,9 +1,9 @@
 //! `labs guide` and `labs questions`: the guide and the learning map, compiled into the binary,
-//! need no emulator.
+//! need no emulator. `labs checkpoint`: one checkpoint run for real on the emulator.
 
 mod support;
 
-use support::labs_offline;
+use support::{Teardown, labs, labs_offline, prefix};
 
 #[test]
 fn guide_lists_a_section_per_built_example() {
@@ -83,4 +83,57 @@ fn questions_table_and_summary_for_people() {
     assert!(page.stdout.starts_with("# The learning map"), "{}", page.stdout);
     let both = labs_offline(&["--json", "questions", "--markdown"]).fails();
     assert!(both.error_line().contains("pick one"), "{}", both.stderr);
+}
+
+#[test]
+fn checkpoint_refuses_a_number_the_plan_lacks_before_touching_any_target() {
+    let run = labs_offline(&["checkpoint", "9"]).fails();
+    assert!(run.error_line().contains("no checkpoint 9: use one of 1, 2, 3, 4"), "{}", run.stderr);
+}
+
+/// Checkpoint 2 is the cheap one: example 1 (a stream), example 2's load-balance (queues) and
+/// example 7's hot-shard and reshard (a stream), no scenario that waits on a Lambda.
+#[test]
+fn checkpoint_runs_and_verifies_what_answers_it_and_removes_only_what_it_brought_up() {
+    let p = prefix("checkpoint");
+    let _teardown = [
+        Teardown { prefix: &p, example: "example-1" },
+        Teardown { prefix: &p, example: "example-2" },
+        Teardown { prefix: &p, example: "example-7" },
+    ];
+    labs(&p, &["up", "example-1"]).ok();
+
+    let report = labs(&p, &["--json", "checkpoint", "2", "--count", "40"]).ok().json();
+    assert_eq!(report["passed"], true, "{report}");
+    let items = report["items"].as_array().unwrap();
+    let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
+    assert_eq!(
+        texts,
+        [
+            "Can you compare traditional message brokers with log-based brokers?",
+            "Can you explain when to use each messaging pattern?",
+            "Do you understand how partitioning enables scalability?",
+        ],
+        "the plan's words, in its order"
+    );
+    let verdict = |id: &str| items.iter().find(|i| i["id"] == id).unwrap()["verified"].as_str().unwrap().to_owned();
+    assert_eq!(verdict("checkpoint-2.1"), "yes");
+    assert_eq!(verdict("checkpoint-2.2"), "explained-only");
+    assert_eq!(verdict("checkpoint-2.3"), "shown-only");
+
+    let examples = report["examples"].as_array().unwrap();
+    let ran: Vec<(&str, bool)> =
+        examples.iter().map(|e| (e["example"].as_str().unwrap(), e["was_up"].as_bool().unwrap())).collect();
+    assert_eq!(ran, [("example-1", true), ("example-2", false), ("example-7", false)]);
+    assert!(examples.iter().all(|e| e["verified"] == true && e["failure"].is_null()), "{report}");
+    assert_eq!(examples[1]["runs"]["scenarios"], serde_json::json!(["load-balance"]));
+
+    let status = labs(&p, &["--json", "status"]).ok().json();
+    let present = |id: &str| {
+        let row = status["examples"].as_array().unwrap().iter().find(|e| e["example"] == id).unwrap().clone();
+        row["provisioned"].as_u64().unwrap()
+    };
+    assert!(present("example-1") > 0, "example-1 was up before the checkpoint and stays up: {status}");
+    assert_eq!(present("example-2"), 0, "the checkpoint brought example-2 up, so it removes it");
+    assert_eq!(present("example-7"), 0, "the checkpoint brought example-7 up, so it removes it");
 }

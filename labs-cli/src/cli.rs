@@ -103,6 +103,9 @@ pub enum Command {
     Guide(GuideArgs),
     /// Every item of the learning plan, the lab that answers it, and how far (verified, shown, ...).
     Questions(QuestionsArgs),
+    /// Run a checkpoint of the learning plan: bring up, run and verify the labs that answer it,
+    /// report per item, remove what it brought up.
+    Checkpoint(CheckpointArgs),
     /// Manage the embedded emulator.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
@@ -358,6 +361,27 @@ pub struct QuestionsArgs {
     pub markdown: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// The checkpoint's number in the learning plan (1 to 4).
+    pub number: u8,
+    /// How many events or operations each scenario generates (as `labs run --count`).
+    #[arg(long)]
+    pub count: Option<usize>,
+    /// Seconds derived data may take to catch up before a difference counts (as `labs verify --wait`).
+    #[arg(long, default_value_t = 60)]
+    pub wait: u64,
+}
+
+impl CheckpointArgs {
+    pub fn options(&self) -> crate::learning::CheckpointOptions {
+        crate::learning::CheckpointOptions {
+            count: self.count,
+            verify: VerifyOptions { wait: std::time::Duration::from_secs(self.wait) },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -402,6 +426,7 @@ mod tests {
         "guide",
         "questions",
         "--markdown",
+        "checkpoint",
         "example-1",
         "example-9",
         "ex3",

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
-use labs_infra::{Action, Engine, SdkContext, stack};
+use labs_infra::{SdkContext, stack};
 use serde::Serialize;
 
 use crate::cli::{
@@ -117,14 +117,12 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
     let mut examples = Vec::new();
     let mut mappings = Vec::new();
     if emulator.as_ref().is_none_or(|s| s.healthy) {
-        let engine = Engine::connect(&target.clients, &target.prefix).await?;
         let mut stacks = Vec::new();
         for (about, _) in examples::built() {
             let stack = about.id.stack()?;
-            stacks.push(stack.clone());
-            let plan = engine.plan(&stack, &HashMap::new()).await?;
-            let provisioned = plan.changes.iter().filter(|c| c.action != Action::Create).count();
-            examples.push(ExampleStatus { example: about.id.to_string(), provisioned, declared: plan.changes.len() });
+            let (provisioned, declared) = provision::presence(&target, &stack).await?;
+            stacks.push(stack);
+            examples.push(ExampleStatus { example: about.id.to_string(), provisioned, declared });
         }
         out.table(
             &format!("Provisioned with prefix {}", target.prefix),

@@ -55,6 +55,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,
         Command::Guide(args) => learning::guide(args.example, out)?,
         Command::Questions(args) => learning::questions(args.markdown, out)?,
+        Command::Checkpoint(args) => {
+            if !learning::checkpoint(&global.target(), args.number, &args.options(), out).await? {
+                eprintln!(
+                    "error: checkpoint {} failed: a scenario or verifier failed (see the table above)",
+                    args.number
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Emulator(command) => commands::emulator(command, out)?,
         Command::Triggers(command) => commands::triggers(global, command, out).await?,
         Command::Completions { shell } => {

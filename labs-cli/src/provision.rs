@@ -57,6 +57,14 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
     out.json(&plan)
 }
 
+/// How much of a stack exists for the target's prefix: `(present, declared)` resources.
+pub async fn presence(target: &Target, stack: &stack::Stack) -> Result<(usize, usize)> {
+    let engine = Engine::connect(&target.clients, &target.prefix).await?;
+    let plan = engine.plan(stack, &HashMap::new()).await?;
+    let present = plan.changes.iter().filter(|c| c.action != Action::Create).count();
+    Ok((present, plan.changes.len()))
+}
+
 /// Removes what `stack` declares for the target's prefix, with a spinner while it waits. Every
 /// row comes back, with the error that some could not be removed (the engine goes on past one).
 /// The runner stops the stack's mappings first, and stops altogether once the prefix has none left.

@@ -172,7 +172,7 @@ pub fn load() -> Result<Map> {
     Ok(map)
 }
 
-fn parse(text: &str) -> Result<Map> {
+pub(super) fn parse(text: &str) -> Result<Map> {
     let map: Map = toml::from_str(text).map_err(|e| anyhow::anyhow!("references/learning-map.toml: {e}"))?;
     let problems = problems(&map);
     if !problems.is_empty() {

@@ -1,8 +1,9 @@
 //! The learning plan the labs follow (`references/learning-plan.md`): `labs guide` prints the
 //! guide's section for an example, `labs questions` the map from each item of the plan to what
-//! answers it. Both read files of `references/` compiled into the binary, so they work offline
+//! answers it, `labs checkpoint N` runs and verifies the labs that answer a checkpoint. Both read files of `references/` compiled into the binary, so they work offline
 //! and always match the labs they were built with.
 
+mod checkpoint;
 mod guide;
 mod map;
 
@@ -11,8 +12,11 @@ use std::collections::BTreeMap;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
+pub use checkpoint::CheckpointOptions;
+
 use crate::examples::{self, ExampleId};
 use crate::output::{self, Output};
+use crate::target::{Target, TargetChoice};
 use map::{Item, Map, State};
 
 /// `labs guide [example-N]`: the section of the guide, or the list of sections.
@@ -54,6 +58,15 @@ pub fn guide(example: Option<ExampleId>, out: Output) -> Result<()> {
         }),
     );
     out.json(&GuideSection { section, answers: answered })
+}
+
+/// `labs checkpoint N`: runs what answers checkpoint N and reports per item; whether it passed.
+/// The checkpoint is looked up before the target is resolved, so a wrong number starts nothing.
+pub async fn checkpoint(choice: &TargetChoice, number: u8, options: &CheckpointOptions, out: Output) -> Result<bool> {
+    let map = map::load()?;
+    let plan = checkpoint::plan(&map, number)?;
+    let target = if plan.examples.is_empty() { None } else { Some(Target::resolve(choice, true).await?) };
+    checkpoint::run(target.as_ref(), &plan, number, options, out).await
 }
 
 #[derive(Serialize)]
