@@ -172,7 +172,7 @@ impl RunArgs {
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum KeyStrategy {
-    /// The user id: one user's events stay in order on one shard.
+    /// The user id: one user's events go to one shard, in send order unless a refused entry is resent.
     User,
     /// A random key per record: spreads load, gives up per-user order.
     Random,

@@ -199,6 +199,13 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
         produced.calls,
         produced.retried_entries
     ));
+    if produced.retried_entries > 0 {
+        // A resent entry is written after entries sent behind it, so its user's clicks are out of send order.
+        out.say(
+            "   The resent entries landed behind later clicks of their users: those users' clicks are not in send \
+             order on their shard (example 7's retry-reorder shows it, and two producers that avoid it).\n",
+        );
+    }
 
     // 2. Consume every shard from the oldest record.
     out.say("2. Consuming every shard from TRIM_HORIZON with a polling consumer (GetRecords):");
