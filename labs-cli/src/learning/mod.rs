@@ -221,6 +221,38 @@ mod tests {
         );
     }
 
+    /// `- *In the plan's words* (1.2.3, ...)` under a section's "Questions this lab answers":
+    /// the item's id and its words as the guide quotes them.
+    fn quoted_questions(section: &str) -> Vec<(String, String)> {
+        let Some(start) = section.find("### Questions this lab answers") else { return Vec::new() };
+        let list = &section[start..];
+        let list = &list[..list[4..].find("\n### ").map_or(list.len(), |end| end + 4)];
+        let mut quoted = Vec::new();
+        for line in list.lines().filter_map(|l| l.strip_prefix("- *")) {
+            let (text, rest) = line.split_once("* (").unwrap_or_else(|| panic!("not `- *words* (id)`: {line}"));
+            let id = rest.split([',', ')']).next().unwrap_or_default();
+            quoted.push((id.to_owned(), text.to_owned()));
+        }
+        quoted
+    }
+
+    #[test]
+    fn every_question_a_guide_section_quotes_is_the_plans_and_the_map_ties_it_to_that_example() {
+        let map = map::load().unwrap();
+        for section in guide::sections(guide::GUIDE) {
+            let quoted = quoted_questions(section.text);
+            let id = ExampleId(section.number);
+            for (item_id, text) in quoted {
+                let item = map.item.iter().find(|i| i.id == item_id);
+                let item = item.unwrap_or_else(|| panic!("{id}'s section quotes {item_id}, which the map lacks"));
+                assert_eq!(item.text, text, "{id}'s section quotes {item_id} in other words than the plan's");
+                let mentioned = item.answers.iter().any(|a| a.example == id)
+                    || item.explained.as_deref().is_some_and(|e| e.contains(&format!("xample {}", id.0)));
+                assert!(mentioned, "{id}'s section claims {item_id}, but the map names neither it nor its guide text");
+            }
+        }
+    }
+
     #[test]
     fn the_guide_links_the_map_at_its_top() {
         let top: String = guide::GUIDE.lines().take(12).collect::<Vec<_>>().join("\n");
