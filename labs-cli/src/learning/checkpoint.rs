@@ -182,15 +182,22 @@ fn detail(item: &Item, verdict: Verdict, outcomes: &[ExampleOutcome]) -> String 
             _ => None,
         })
         .collect();
-    match verdict {
+    let text = match verdict {
         Verdict::No => failures.join("; "),
         Verdict::Yes => item.verify.clone().unwrap_or_default(),
         Verdict::ShownOnly | Verdict::ExplainedOnly => item.explained.clone().unwrap_or_default(),
         Verdict::NotBuilt => match item.planned {
-            Some(planned) => format!("{} will answer it; {}", planned.0, item.gap.as_deref().unwrap_or_default()),
+            Some(planned) => {
+                return format!("{} will answer it; {}", planned.0, item.gap.as_deref().unwrap_or_default());
+            }
             None => item.gap.clone().unwrap_or_default(),
         },
         Verdict::NoLab => item.gap.clone().unwrap_or_default(),
+    };
+    // An item partly answered today may wait on an example still being built for the rest.
+    match item.planned {
+        Some(planned) => format!("{text} Not built yet: {}, which will answer more of it.", planned.0),
+        None => text,
     }
 }
 
@@ -409,6 +416,22 @@ mod tests {
         let verdicts: Vec<Verdict> = plan.items.iter().map(|i| verdict(i, &[])).collect();
         assert_eq!(verdicts, [Verdict::ExplainedOnly, Verdict::NotBuilt, Verdict::NoLab]);
         assert_eq!(detail(plan.items[1], Verdict::NotBuilt, &[]), "example-6 will answer it; being built");
+    }
+
+    #[test]
+    fn an_item_answered_in_part_says_which_example_still_being_built_will_answer_the_rest() {
+        let map = map_with(&[(
+            "checkpoint-4.1",
+            "shown",
+            "answers = [\"example-3/workload\"]\nexplained = \"Example 3.\"\nplanned = \"example-6\"",
+        )]);
+        let item = &map.item[0];
+        let ran = [outcome(3, Some(true), None)];
+        assert_eq!(verdict(item, &ran), Verdict::ShownOnly);
+        assert_eq!(
+            detail(item, Verdict::ShownOnly, &ran),
+            "Example 3. Not built yet: example-6, which will answer more of it."
+        );
     }
 
     fn outcome(example: u8, verified: Option<bool>, failure: Option<&str>) -> ExampleOutcome {
