@@ -92,7 +92,10 @@ fn checkpoint_refuses_a_number_the_plan_lacks_before_touching_any_target() {
 }
 
 /// Checkpoint 2 is the cheap one: example 1 (a stream), example 2's load-balance (queues) and
-/// example 7's hot-shard and reshard (a stream), no scenario that waits on a Lambda.
+/// example 7's hot-shard and reshard (a stream), no scenario that waits on a Lambda. Example 1 is
+/// up beforehand with a stray record in its log, so its verifier fails: the checkpoint must say
+/// so for the items it answers, still verify and remove the others, leave example 1 up, and exit
+/// non-zero.
 #[test]
 fn checkpoint_runs_and_verifies_what_answers_it_and_removes_only_what_it_brought_up() {
     let p = prefix("checkpoint");
@@ -102,9 +105,18 @@ fn checkpoint_runs_and_verifies_what_answers_it_and_removes_only_what_it_brought
         Teardown { prefix: &p, example: "example-7" },
     ];
     labs(&p, &["up", "example-1"]).ok();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = aws_sdk_kinesis::Client::new(&support::sdk_config().await);
+        let data = aws_sdk_kinesis::primitives::Blob::new(b"not a click".to_vec());
+        let stream = format!("{p}-ex1-clicks");
+        client.put_record().stream_name(stream).partition_key("stray").data(data).send().await.expect("put");
+    });
 
-    let report = labs(&p, &["--json", "checkpoint", "2", "--count", "40"]).ok().json();
-    assert_eq!(report["passed"], true, "{report}");
+    let run = labs(&p, &["--json", "checkpoint", "2", "--count", "40"]).fails();
+    assert!(run.error_line().contains("checkpoint 2 failed"), "{}", run.stderr);
+    let report = run.json();
+    assert_eq!(report["passed"], false, "{report}");
     let items = report["items"].as_array().unwrap();
     let texts: Vec<&str> = items.iter().map(|i| i["text"].as_str().unwrap()).collect();
     assert_eq!(
@@ -116,17 +128,21 @@ fn checkpoint_runs_and_verifies_what_answers_it_and_removes_only_what_it_brought
         ],
         "the plan's words, in its order"
     );
-    let verdict = |id: &str| items.iter().find(|i| i["id"] == id).unwrap()["verified"].as_str().unwrap().to_owned();
-    assert_eq!(verdict("checkpoint-2.1"), "yes");
-    assert_eq!(verdict("checkpoint-2.2"), "explained-only");
-    assert_eq!(verdict("checkpoint-2.3"), "shown-only");
+    let item = |id: &str| items.iter().find(|i| i["id"] == id).unwrap().clone();
+    assert_eq!(item("checkpoint-2.1")["verified"], "no", "example-1 answers it and failed: {report}");
+    assert!(item("checkpoint-2.1")["detail"].as_str().unwrap().contains("example-1: its verifier failed"));
+    assert_eq!(item("checkpoint-2.2")["verified"], "explained-only");
+    assert_eq!(item("checkpoint-2.3")["verified"], "no", "example-1 is among its answers");
 
     let examples = report["examples"].as_array().unwrap();
-    let ran: Vec<(&str, bool)> =
-        examples.iter().map(|e| (e["example"].as_str().unwrap(), e["was_up"].as_bool().unwrap())).collect();
-    assert_eq!(ran, [("example-1", true), ("example-2", false), ("example-7", false)]);
-    assert!(examples.iter().all(|e| e["verified"] == true && e["failure"].is_null()), "{report}");
+    let ran: Vec<(&str, bool, bool)> = examples
+        .iter()
+        .map(|e| (e["example"].as_str().unwrap(), e["was_up"].as_bool().unwrap(), e["verified"] == true))
+        .collect();
+    assert_eq!(ran, [("example-1", true, false), ("example-2", false, true), ("example-7", false, true)], "{report}");
+    assert!(examples.iter().all(|e| e["failure"].is_null()), "{report}");
     assert_eq!(examples[1]["runs"]["scenarios"], serde_json::json!(["load-balance"]));
+    assert_eq!(examples[2]["runs"]["scenarios"], serde_json::json!(["hot-shard", "reshard"]));
 
     let status = labs(&p, &["--json", "status"]).ok().json();
     let present = |id: &str| {
