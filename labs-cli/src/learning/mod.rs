@@ -163,7 +163,8 @@ fn render_markdown(map: &Map) -> String {
     page.push_str(&format!(
         "Every question, checkpoint item, assessment item and project of [{}](learning-plan.md), in \
          the plan's words, with the lab that answers it. In the terminal: `labs questions` (`--json` \
-         for scripts); an example's guide section: `labs guide example-N`.\n\n",
+         for scripts); an example's guide section: `labs guide example-N`; a checkpoint's labs run \
+         and verified, item by item: `labs checkpoint N`.\n\n",
         map.plan
     ));
     page.push_str(
