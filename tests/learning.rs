@@ -86,7 +86,11 @@ fn questions_table_and_summary_for_people() {
 }
 
 #[test]
-fn checkpoint_refuses_a_number_the_plan_lacks_before_touching_any_target() {
+fn checkpoint_lists_the_plans_checkpoints_and_refuses_one_it_lacks_before_touching_any_target() {
+    let listed = labs_offline(&["--json", "checkpoint"]).ok().json();
+    let numbers: Vec<u64> = listed.as_array().unwrap().iter().map(|c| c["checkpoint"].as_u64().unwrap()).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    assert_eq!(listed[2]["items"][0], "Can you explain how databases can be derived from event streams?");
     let run = labs_offline(&["checkpoint", "9"]).fails();
     assert!(run.error_line().contains("no checkpoint 9: use one of 1, 2, 3, 4"), "{}", run.stderr);
 }

@@ -363,8 +363,8 @@ pub struct QuestionsArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckpointArgs {
-    /// The checkpoint's number in the learning plan (1 to 4).
-    pub number: u8,
+    /// The checkpoint's number in the learning plan (1 to 4); without it, the list of checkpoints.
+    pub number: Option<u8>,
     /// How many events or operations each scenario generates (as `labs run --count`).
     #[arg(long)]
     pub count: Option<usize>,

@@ -57,10 +57,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Questions(args) => learning::questions(args.markdown, out)?,
         Command::Checkpoint(args) => {
             if !learning::checkpoint(&global.target(), args.number, &args.options(), out).await? {
-                eprintln!(
-                    "error: checkpoint {} failed: a scenario or verifier failed (see the table above)",
-                    args.number
-                );
+                let number = args.number.map(|n| format!(" {n}")).unwrap_or_default();
+                eprintln!("error: checkpoint{number} failed: a scenario or verifier failed (see the table above)");
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -325,6 +325,44 @@ async fn run_example(
     Ok(outcome)
 }
 
+#[derive(Serialize)]
+struct Listed<'a> {
+    checkpoint: u8,
+    items: Vec<&'a str>,
+    runs: Vec<ExampleRuns>,
+}
+
+/// `labs checkpoint` without a number: each checkpoint, its items in the plan's words, and what
+/// `labs checkpoint N` would run for it.
+pub fn list(map: &Map, out: Output) -> Result<()> {
+    let mut listed = Vec::new();
+    for number in checkpoint_numbers(map) {
+        let plan = plan(map, number)?;
+        listed.push(Listed {
+            checkpoint: number,
+            items: plan.items.iter().map(|i| i.text.as_str()).collect(),
+            runs: plan.examples,
+        });
+    }
+    out.table(
+        "The learning plan's checkpoints (`labs checkpoint N` runs one):",
+        &["checkpoint", "items, in the plan's words", "what it runs"],
+        listed.iter().map(|l| {
+            let runs: Vec<String> = l
+                .runs
+                .iter()
+                .map(|r| match &r.runs {
+                    Runs::Whole => format!("{} (all of it)", r.example),
+                    Runs::Scenarios(names) => format!("{}: {}", r.example, names.join(", ")),
+                })
+                .collect();
+            let runs = if runs.is_empty() { "nothing built answers it yet".to_owned() } else { runs.join("\n") };
+            vec![l.checkpoint.to_string(), l.items.join("\n"), runs]
+        }),
+    );
+    out.json(&listed)
+}
+
 /// `labs up`, `labs run` for each scenario, `labs verify`: whether it verified, or what failed.
 async fn up_run_verify(
     target: &Target,

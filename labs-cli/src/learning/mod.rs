@@ -62,8 +62,18 @@ pub fn guide(example: Option<ExampleId>, out: Output) -> Result<()> {
 
 /// `labs checkpoint N`: runs what answers checkpoint N and reports per item; whether it passed.
 /// The checkpoint is looked up before the target is resolved, so a wrong number starts nothing.
-pub async fn checkpoint(choice: &TargetChoice, number: u8, options: &CheckpointOptions, out: Output) -> Result<bool> {
+/// Without a number it lists the checkpoints and what each would run, touching no target.
+pub async fn checkpoint(
+    choice: &TargetChoice,
+    number: Option<u8>,
+    options: &CheckpointOptions,
+    out: Output,
+) -> Result<bool> {
     let map = map::load()?;
+    let Some(number) = number else {
+        checkpoint::list(&map, out)?;
+        return Ok(true);
+    };
     let plan = checkpoint::plan(&map, number)?;
     let target = if plan.examples.is_empty() { None } else { Some(Target::resolve(choice, true).await?) };
     checkpoint::run(target.as_ref(), &plan, number, options, out).await
