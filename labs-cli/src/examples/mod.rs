@@ -94,6 +94,12 @@ pub const REGISTRY: &[Entry] = &[
         "Kinesis, Lambda, DynamoDB",
     )),
     Entry::built(example_7::ABOUT, &example_7::Example7),
+    Entry::planned(About::new(
+        8,
+        "Stream joins",
+        "window join (searches x clicks), stream-table enrichment as of event time, table-table timeline",
+        "Kinesis, DynamoDB Streams, Lambda, DynamoDB",
+    )),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -284,7 +290,7 @@ mod tests {
         assert_eq!("ex3".parse::<ExampleId>(), Ok(ExampleId(3)));
         assert_eq!(
             "example-9".parse::<ExampleId>(),
-            Err("unknown example 'example-9': use example-1 ... example-7 (see `labs list`)".to_owned())
+            Err("unknown example 'example-9': use example-1 ... example-8 (see `labs list`)".to_owned())
         );
     }
 
