@@ -79,6 +79,7 @@ pub mod example_3;
 pub mod example_4;
 pub mod example_5;
 pub mod example_7;
+pub mod example_8;
 
 /// Every example, in the order `labs list` shows them. Adding one is adding its line here.
 pub const REGISTRY: &[Entry] = &[
@@ -94,12 +95,7 @@ pub const REGISTRY: &[Entry] = &[
         "Kinesis, Lambda, DynamoDB",
     )),
     Entry::built(example_7::ABOUT, &example_7::Example7),
-    Entry::planned(About::new(
-        8,
-        "Stream joins",
-        "window join (searches x clicks), stream-table enrichment as of event time, table-table timeline",
-        "Kinesis, DynamoDB Streams, Lambda, DynamoDB",
-    )),
+    Entry::built(example_8::ABOUT, &example_8::Example8),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

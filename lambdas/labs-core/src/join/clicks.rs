@@ -137,6 +137,15 @@ pub struct Clickstream {
 }
 
 impl Clickstream {
+    /// Where the search or click with this id is in the production order.
+    pub fn position(&self, id: &str) -> Option<usize> {
+        self.production.iter().position(|r| match r {
+            ClickstreamRecord::Search(s) => s.search_id == id,
+            ClickstreamRecord::Click(c) => c.click_id == id,
+            _ => false,
+        })
+    }
+
     /// The largest event time of any event: past it plus the window, every search is decided.
     pub fn last_event_time(&self) -> Millis {
         let searches = self.searches.iter().map(|s| s.event_time);
@@ -217,13 +226,7 @@ mod tests {
     #[test]
     fn some_clicks_are_sent_before_their_search_and_some_searches_get_none() {
         let stream = generate(&spec());
-        let position = |id: &str| {
-            stream.production.iter().position(|r| match r {
-                ClickstreamRecord::Search(s) => s.search_id == id,
-                ClickstreamRecord::Click(c) => c.click_id == id,
-                _ => false,
-            })
-        };
+        let position = |id: &str| stream.position(id);
         let click_first =
             stream.clicks.iter().filter(|c| position(&c.click_id) < position(&c.click_id.replace("-c", "-q"))).count();
         assert!(click_first > 0, "no click arrives before its search");
