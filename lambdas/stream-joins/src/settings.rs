@@ -89,7 +89,7 @@ impl Settings {
                 window: number(WINDOW_ENV, 10_000)?,
                 watermark: WatermarkConfig {
                     max_out_of_orderness: number(MAX_OUT_OF_ORDERNESS_ENV, 5_000)?,
-                    idle_timeout: number(IDLE_TIMEOUT_ENV, 60_000)?,
+                    idle_timeout: number(IDLE_TIMEOUT_ENV, 3_600_000)?,
                     expected_shards: number(SHARD_COUNT_ENV, 2)? as usize,
                 },
             },
