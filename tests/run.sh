@@ -49,4 +49,5 @@ export LABS_INFRA_TEST_ENDPOINT="$endpoint"
 export LABS_TRIGGERS_TEST_ENDPOINT="$endpoint"
 export EVENT_TIME_WINDOWS_TEST_ENDPOINT="$endpoint"
 export ARRIVAL_WINDOWS_TEST_ENDPOINT="$endpoint"
+export STREAM_JOINS_TEST_ENDPOINT="$endpoint"
 cargo test --locked --workspace -- --include-ignored

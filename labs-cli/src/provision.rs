@@ -14,7 +14,14 @@ use crate::triggers;
 
 /// Builds the functions a stack deploys.
 fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
-    let packages: Vec<String> = stack.functions.iter().map(|f| f.package.clone()).collect();
+    // One package may be deployed as several functions (example 8): build it once.
+    let packages: Vec<String> = stack
+        .functions
+        .iter()
+        .map(|f| f.package.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     toolchain::build(&packages)
 }
 

@@ -97,6 +97,13 @@ pub async fn delete(client: &Client, table: &str, key: (&str, &str)) -> Result<(
     Ok(())
 }
 
+/// Deletes the item with this key (string attributes, partition key and sort key).
+pub async fn delete_by_key(client: &Client, table: &str, key: &[(&str, &str)]) -> Result<()> {
+    let key: Item = key.iter().map(|(k, v)| ((*k).to_owned(), AttributeValue::S((*v).to_owned()))).collect();
+    client.delete_item().table_name(table).set_key(Some(key)).send().await.doing(format!("deleting from {table}"))?;
+    Ok(())
+}
+
 pub async fn get<T: DeserializeOwned>(client: &Client, table: &str, key: &[(&str, &str)]) -> Result<Option<T>> {
     let key: Item = key.iter().map(|(k, v)| ((*k).to_owned(), AttributeValue::S((*v).to_owned()))).collect();
     let out = client

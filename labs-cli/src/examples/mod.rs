@@ -79,6 +79,7 @@ pub mod example_3;
 pub mod example_4;
 pub mod example_5;
 pub mod example_7;
+pub mod example_8;
 
 /// Every example, in the order `labs list` shows them. Adding one is adding its line here.
 pub const REGISTRY: &[Entry] = &[
@@ -94,6 +95,7 @@ pub const REGISTRY: &[Entry] = &[
         "Kinesis, Lambda, DynamoDB",
     )),
     Entry::built(example_7::ABOUT, &example_7::Example7),
+    Entry::built(example_8::ABOUT, &example_8::Example8),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -284,7 +286,7 @@ mod tests {
         assert_eq!("ex3".parse::<ExampleId>(), Ok(ExampleId(3)));
         assert_eq!(
             "example-9".parse::<ExampleId>(),
-            Err("unknown example 'example-9': use example-1 ... example-7 (see `labs list`)".to_owned())
+            Err("unknown example 'example-9': use example-1 ... example-8 (see `labs list`)".to_owned())
         );
     }
 

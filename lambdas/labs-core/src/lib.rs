@@ -5,6 +5,7 @@
 //! lets producer and consumer agree on one definition of each event.
 
 pub mod clickstream;
+pub mod join;
 pub mod ledger;
 pub mod lineage;
 pub mod log_check;
