@@ -7,3 +7,4 @@ pub mod dynamodb;
 pub mod kinesis;
 pub mod messaging;
 pub mod seeds;
+pub mod table_stream;
