@@ -194,3 +194,29 @@ fn seeds_near_the_maximum_and_the_tag_limit_are_clear_errors() {
     let full = labs(&p, &["run", "example-1", "--count", "5", "--seed", "100"]).fails();
     assert!(full.error_line().contains("already records 48 runs"), "{}", full.stderr);
 }
+
+#[test]
+fn durability_counts_what_each_producer_lost_and_verify_recounts_it() {
+    let p = prefix("ex1durable");
+    let _teardown = Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let run = labs(&p, &["run", "example-1", "--scenario", "durability", "--count", "100", "--json"]).ok().json();
+    let unchecked = &run["fire_and_forget"];
+    let refused = unchecked["observed"]["values"]["refused"].as_u64().unwrap();
+    assert!(refused > 0, "{run}");
+    assert_eq!(unchecked["in_log"]["distinct"].as_u64().unwrap(), 100 - refused, "refused entries are lost: {run}");
+    assert_eq!(run["acknowledged"]["in_log"]["distinct"], 100, "re-sent until acknowledged: {run}");
+    assert!(run["acknowledged"]["stats"]["retried_entries"].as_u64().unwrap() > 0, "{run}");
+
+    let verified = labs(&p, &["verify", "example-1", "--json"]).ok().json();
+    let checks = verified["scenario_checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2, "{verified}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{verified}");
+
+    // The lost events turn up after all: the log no longer matches what the run recorded.
+    let stream = format!("{p}-ex1-clicks");
+    labs(&p, &["produce", "--stream", &stream, "--count", "100", "--seed", "1"]).ok();
+    let failed = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    let check = &failed["scenario_checks"][0];
+    assert_eq!((check["seed"].as_u64(), check["passed"].as_bool()), (Some(1), Some(false)), "{failed}");
+}

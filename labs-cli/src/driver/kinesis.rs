@@ -305,9 +305,23 @@ pub async fn produce_resending_refused(
     refusals: Option<&dyn Refuser>,
     progress: &ProgressBar,
 ) -> Result<ProduceStats> {
+    produce_acknowledged(client, stream, records, MAX_BATCH_RECORDS, refusals, progress).await
+}
+
+/// A producer that waits for every call's answer and re-sends the entries it refused (with
+/// backoff) before the next call: nothing acknowledged is lost, at the cost of a round trip per
+/// call and the retries' waits.
+pub async fn produce_acknowledged(
+    client: &Client,
+    stream: &str,
+    records: Vec<Outgoing>,
+    max_records: usize,
+    refusals: Option<&dyn Refuser>,
+    progress: &ProgressBar,
+) -> Result<ProduceStats> {
     let started = Instant::now();
     let mut stats = ProduceStats { records: records.len(), ..Default::default() };
-    for batch in batches(records, MAX_BATCH_RECORDS) {
+    for batch in batches(records, max_records) {
         let len = batch.len() as u64;
         put_batch(client, stream, batch, refusals, &mut stats).await?;
         progress.inc(len);

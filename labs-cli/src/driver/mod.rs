@@ -6,5 +6,6 @@ pub mod clickstream;
 pub mod dynamodb;
 pub mod kinesis;
 pub mod messaging;
+pub mod refusals;
 pub mod seeds;
 pub mod table_stream;
