@@ -220,3 +220,51 @@ fn durability_counts_what_each_producer_lost_and_verify_recounts_it() {
     let check = &failed["scenario_checks"][0];
     assert_eq!((check["seed"].as_u64(), check["passed"].as_bool()), (Some(1), Some(false)), "{failed}");
 }
+
+#[test]
+fn overload_shows_buffering_dropping_and_backpressure_apart() {
+    let p = prefix("ex1overload");
+    let _teardown = Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let run = labs(&p, &["run", "example-1", "--scenario", "overload", "--count", "120", "--json"]).ok().json();
+    let modes = run["modes"].as_array().unwrap();
+    let mode = |name: &str| modes.iter().find(|m| m["mode"] == name).unwrap().clone();
+    let (buffering, dropping, backpressure) = (mode("buffering"), mode("dropping"), mode("backpressure"));
+    for m in modes {
+        assert_eq!(m["in_log"]["distinct"], 120, "the log loses nothing in any mode: {m}");
+    }
+    assert_eq!(buffering["consumer"]["processed"], 120, "{buffering}");
+    assert!(dropping["consumer"]["dropped"].as_u64().unwrap() > 0, "{dropping}");
+    assert!(backpressure["refused"].as_u64().unwrap() > 0, "{backpressure}");
+    let rate =
+        |m: &serde_json::Value| m["producer"]["records"].as_f64().unwrap() / m["producer"]["seconds"].as_f64().unwrap();
+    assert!(rate(&backpressure) < rate(&buffering), "refusals slowed the producer: {run}");
+    assert!(
+        backpressure["consumer"]["max_backlog"].as_u64() < buffering["consumer"]["max_backlog"].as_u64(),
+        "the backlog grows only where the producer is not pushed back: {run}"
+    );
+    let verified = labs(&p, &["verify", "example-1", "--json"]).ok().json();
+    let checks = verified["scenario_checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 3, "{verified}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{verified}");
+
+    // A record that no longer adds up: the dropping consumer claims it dropped nothing.
+    let seed = dropping["seed"].as_u64().unwrap();
+    let processed = dropping["consumer"]["processed"].as_u64().unwrap();
+    let forged = format!("overload dropping backlog=0 dropped=0 processed={processed} refused=0 sent=120");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let clients = labs_infra::Clients::new(&support::sdk_config().await);
+        let stream = format!("{p}-ex1-clicks");
+        clients
+            .kinesis
+            .add_tags_to_stream()
+            .stream_name(stream)
+            .tags(format!("labs:run:{seed}"), forged)
+            .send()
+            .await
+            .unwrap();
+    });
+    let failed = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    let check = failed["scenario_checks"].as_array().unwrap().iter().find(|c| c["seed"] == seed).cloned();
+    assert_eq!(check.map(|c| c["passed"].clone()), Some(serde_json::json!(false)), "{failed}");
+}

@@ -7,6 +7,7 @@
 mod bench;
 mod durability;
 mod observed;
+mod overload;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ const MAX_RUNS: usize = 48;
 
 /// `log` (the default) produces, consumes and replays; the others each record what they observed
 /// as tags beside the log runs (see `observed`).
-const SCENARIOS: [&str; 2] = ["log", durability::NAME];
+const SCENARIOS: [&str; 3] = ["log", durability::NAME, overload::NAME];
 /// Events per producer in the scenarios other than `log`.
 const DEFAULT_SCENARIO_COUNT: usize = 400;
 
@@ -221,7 +222,8 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
 async fn run_scenario(target: &Target, args: &RunOptions, name: &str, out: Output) -> Result<()> {
     let stream = target.name(CLICKS);
     let (runs, observed) = all_recorded(target, &stream).await?;
-    let needed = 2;
+    // One seed per producer, so the log tells each one's events apart.
+    let needed = if name == overload::NAME { overload::MODES.len() } else { 2 };
     seeds::check_room(runs.len() + observed.len(), needed, MAX_RUNS, &stream, "example-1")?;
     let used: Vec<u64> = runs.keys().chain(observed.keys()).copied().collect();
     let first = match args.seed {
@@ -241,6 +243,7 @@ async fn run_scenario(target: &Target, args: &RunOptions, name: &str, out: Outpu
     target.confirm(&format!("Produce up to {} records into {stream}?", needed * count))?;
     let report = match name {
         durability::NAME => durability::run_durability(target, &stream, [seeds[0], seeds[1]], count, out).await?,
+        overload::NAME => overload::run_overload(target, &stream, &seeds, count, out).await?,
         other => bail!("example-1 has no scenario '{other}': use one of {}", SCENARIOS.join(", ")),
     };
     out.say(format!(

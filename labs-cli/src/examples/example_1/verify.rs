@@ -12,7 +12,7 @@ use labs_core::sequence;
 use serde::Serialize;
 
 use super::observed::{Observed, ScenarioCheck};
-use super::{CLICKS, Recorded, VerifyOptions, all_recorded, count_seeds, durability};
+use super::{CLICKS, Recorded, VerifyOptions, all_recorded, count_seeds, durability, overload};
 use crate::driver::clickstream::decode;
 use crate::driver::kinesis::{self, Incoming, Position};
 use crate::output::Output;
@@ -199,6 +199,7 @@ fn check_scenarios(observed: &BTreeMap<u64, Observed>, records: &[Incoming]) -> 
         .iter()
         .flat_map(|(seed, o)| match o.scenario.as_str() {
             durability::NAME => durability::check(*seed, o, in_log[seed]),
+            overload::NAME => overload::check(*seed, o, in_log[seed]),
             _ => Vec::new(),
         })
         .collect()
