@@ -252,19 +252,33 @@ fn overload_shows_buffering_dropping_and_backpressure_apart() {
     let seed = dropping["seed"].as_u64().unwrap();
     let processed = dropping["consumer"]["processed"].as_u64().unwrap();
     let forged = format!("overload dropping backlog=0 dropped=0 processed={processed} refused=0 sent=120");
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let clients = labs_infra::Clients::new(&support::sdk_config().await);
-        let stream = format!("{p}-ex1-clicks");
-        clients
-            .kinesis
-            .add_tags_to_stream()
-            .stream_name(stream)
-            .tags(format!("labs:run:{seed}"), forged)
-            .send()
-            .await
-            .unwrap();
-    });
+    set_tags(&format!("{p}-ex1-clicks"), &[(format!("labs:run:{seed}"), forged)]);
     let failed = labs(&p, &["verify", "example-1", "--json"]).fails().json();
     let check = failed["scenario_checks"].as_array().unwrap().iter().find(|c| c["seed"] == seed).cloned();
     assert_eq!(check.map(|c| c["passed"].clone()), Some(serde_json::json!(false)), "{failed}");
+}
+
+#[test]
+fn polling_counts_empty_asks_per_interval_beside_a_push_consumer() {
+    let p = prefix("ex1polling");
+    let _teardown = Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let run = labs(&p, &["run", "example-1", "--scenario", "polling", "--count", "8", "--json"]).ok().json();
+    let consumers = run["consumers"].as_array().unwrap();
+    let pushed = run["push_supported"] == true;
+    assert_eq!(consumers.len(), if pushed { 4 } else { 3 }, "{run}");
+    assert!(consumers.iter().all(|c| c["received"] == 8), "every consumer got every event: {run}");
+    let (eager, lazy) = (&consumers[0], &consumers[2]);
+    assert!(eager["asks"].as_u64() > lazy["asks"].as_u64(), "{run}");
+    assert!(eager["empty"].as_u64() > lazy["empty"].as_u64(), "the eager poller asks in vain: {run}");
+
+    let verified = labs(&p, &["verify", "example-1", "--json"]).ok().json();
+    assert_eq!(verified["scenario_checks"][0]["passed"], true, "{verified}");
+
+    // A record that claims the eager poller missed an event the log holds: verify fails.
+    let seed = run["seed"].as_u64().unwrap();
+    let forged = "polling consumers c100=40 c1000=5 c3000=3 e100=30 e1000=1 e3000=1 g100=7 g1000=8 g3000=8 sent=8";
+    set_tags(&format!("{p}-ex1-clicks"), &[(format!("labs:run:{seed}"), forged.to_owned())]);
+    let failed = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    assert_eq!(failed["scenario_checks"][0]["passed"], false, "{failed}");
 }

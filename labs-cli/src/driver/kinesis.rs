@@ -437,11 +437,26 @@ pub struct ShardReader {
     iterator: Option<String>,
 }
 
-/// What one GetRecords call returned.
+/// What one GetRecords call (or one pushed event) returned.
+#[derive(Default)]
 pub struct Page {
     pub records: Vec<Incoming>,
     /// How far the read was behind the tip of the shard.
     pub millis_behind_latest: i64,
+    /// The shard refused the read: its polling consumers share 5 GetRecords calls a second.
+    pub throttled: bool,
+}
+
+/// A record as the SDK returns it, as labs reads it.
+pub(crate) fn incoming(shard_id: &str, record: &aws_sdk_kinesis::types::Record, millis_behind_latest: i64) -> Incoming {
+    Incoming {
+        shard_id: shard_id.to_owned(),
+        sequence_number: record.sequence_number().to_owned(),
+        partition_key: record.partition_key().to_owned(),
+        data: record.data().as_ref().to_vec(),
+        arrival_millis: record.approximate_arrival_timestamp().map_or(0, |t| t.to_millis().unwrap_or(0)),
+        millis_behind_latest,
+    }
 }
 
 impl ShardReader {
@@ -455,33 +470,22 @@ impl ShardReader {
         self.iterator.is_none()
     }
 
-    /// One GetRecords call of at most `limit` records (an empty page once the shard is finished).
+    /// One GetRecords call of at most `limit` records (an empty page once the shard is finished,
+    /// a throttled one when the shard refused the read; the position stays where it was).
     pub async fn next_page(&mut self, client: &Client, limit: i32) -> Result<Page> {
-        let Some(current) = self.iterator.take() else {
-            return Ok(Page { records: Vec::new(), millis_behind_latest: 0 });
+        let Some(current) = self.iterator.take() else { return Ok(Page::default()) };
+        let out = match client.get_records().shard_iterator(&current).limit(limit).send().await {
+            Ok(out) => out,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) => {
+                self.iterator = Some(current);
+                return Ok(Page { throttled: true, ..Page::default() });
+            }
+            Err(err) => return Err(err).doing(format!("GetRecords on {}/{}", self.stream, self.shard_id)),
         };
-        let out = client
-            .get_records()
-            .shard_iterator(&current)
-            .limit(limit)
-            .send()
-            .await
-            .doing(format!("GetRecords on {}/{}", self.stream, self.shard_id))?;
         let millis_behind_latest = out.millis_behind_latest().unwrap_or(0);
-        let records = out
-            .records()
-            .iter()
-            .map(|record| Incoming {
-                shard_id: self.shard_id.clone(),
-                sequence_number: record.sequence_number().to_owned(),
-                partition_key: record.partition_key().to_owned(),
-                data: record.data().as_ref().to_vec(),
-                arrival_millis: record.approximate_arrival_timestamp().map_or(0, |t| t.to_millis().unwrap_or(0)),
-                millis_behind_latest,
-            })
-            .collect();
+        let records = out.records().iter().map(|r| incoming(&self.shard_id, r, millis_behind_latest)).collect();
         self.iterator = out.next_shard_iterator().map(str::to_owned);
-        Ok(Page { records, millis_behind_latest })
+        Ok(Page { records, millis_behind_latest, throttled: false })
     }
 }
 
@@ -500,6 +504,11 @@ pub async fn read_shard(
     let mut reader = ShardReader::open(client, stream, shard_id, position).await?;
     while !reader.finished() {
         let page = reader.next_page(client, 10_000).await?;
+        if page.throttled {
+            // The shard's 5 reads a second are shared with its other polling consumers.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         let empty = page.records.is_empty();
         for incoming in page.records {
             on_record(&incoming);

@@ -4,6 +4,7 @@
 
 pub mod clickstream;
 pub mod dynamodb;
+pub mod fan_out;
 pub mod kinesis;
 pub mod messaging;
 pub mod refusals;

@@ -8,6 +8,7 @@ mod bench;
 mod durability;
 mod observed;
 mod overload;
+mod polling;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -37,7 +38,7 @@ const MAX_RUNS: usize = 48;
 
 /// `log` (the default) produces, consumes and replays; the others each record what they observed
 /// as tags beside the log runs (see `observed`).
-const SCENARIOS: [&str; 3] = ["log", durability::NAME, overload::NAME];
+const SCENARIOS: [&str; 4] = ["log", durability::NAME, overload::NAME, polling::NAME];
 /// Events per producer in the scenarios other than `log`.
 const DEFAULT_SCENARIO_COUNT: usize = 400;
 
@@ -223,7 +224,11 @@ async fn run_scenario(target: &Target, args: &RunOptions, name: &str, out: Outpu
     let stream = target.name(CLICKS);
     let (runs, observed) = all_recorded(target, &stream).await?;
     // One seed per producer, so the log tells each one's events apart.
-    let needed = if name == overload::NAME { overload::MODES.len() } else { 2 };
+    let needed = match name {
+        overload::NAME => overload::MODES.len(),
+        polling::NAME => 1,
+        _ => 2,
+    };
     seeds::check_room(runs.len() + observed.len(), needed, MAX_RUNS, &stream, "example-1")?;
     let used: Vec<u64> = runs.keys().chain(observed.keys()).copied().collect();
     let first = match args.seed {
@@ -236,7 +241,8 @@ async fn run_scenario(target: &Target, args: &RunOptions, name: &str, out: Outpu
             "seed {taken} was already produced into {stream}: pick another --seed, or `labs down example-1` to start over"
         );
     }
-    let count = args.count.unwrap_or(DEFAULT_SCENARIO_COUNT);
+    let default = if name == polling::NAME { polling::DEFAULT_EVENTS } else { DEFAULT_SCENARIO_COUNT };
+    let count = args.count.unwrap_or(default);
     if count == 0 {
         bail!("--count must be at least 1");
     }
@@ -244,6 +250,7 @@ async fn run_scenario(target: &Target, args: &RunOptions, name: &str, out: Outpu
     let report = match name {
         durability::NAME => durability::run_durability(target, &stream, [seeds[0], seeds[1]], count, out).await?,
         overload::NAME => overload::run_overload(target, &stream, &seeds, count, out).await?,
+        polling::NAME => polling::run_polling(target, &stream, seeds[0], count, out).await?,
         other => bail!("example-1 has no scenario '{other}': use one of {}", SCENARIOS.join(", ")),
     };
     out.say(format!(

@@ -12,7 +12,7 @@ use labs_core::sequence;
 use serde::Serialize;
 
 use super::observed::{Observed, ScenarioCheck};
-use super::{CLICKS, Recorded, VerifyOptions, all_recorded, count_seeds, durability, overload};
+use super::{CLICKS, Recorded, VerifyOptions, all_recorded, count_seeds, durability, overload, polling};
 use crate::driver::clickstream::decode;
 use crate::driver::kinesis::{self, Incoming, Position};
 use crate::output::Output;
@@ -200,6 +200,7 @@ fn check_scenarios(observed: &BTreeMap<u64, Observed>, records: &[Incoming]) -> 
         .flat_map(|(seed, o)| match o.scenario.as_str() {
             durability::NAME => durability::check(*seed, o, in_log[seed]),
             overload::NAME => overload::check(*seed, o, in_log[seed]),
+            polling::NAME => polling::check(*seed, o, in_log[seed]),
             _ => Vec::new(),
         })
         .collect()
