@@ -194,3 +194,91 @@ fn seeds_near_the_maximum_and_the_tag_limit_are_clear_errors() {
     let full = labs(&p, &["run", "example-1", "--count", "5", "--seed", "100"]).fails();
     assert!(full.error_line().contains("already records 48 runs"), "{}", full.stderr);
 }
+
+#[test]
+fn durability_counts_what_each_producer_lost_and_verify_recounts_it() {
+    let p = prefix("ex1durable");
+    let _teardown = Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let run = labs(&p, &["run", "example-1", "--scenario", "durability", "--count", "100", "--json"]).ok().json();
+    let unchecked = &run["fire_and_forget"];
+    let refused = unchecked["observed"]["values"]["refused"].as_u64().unwrap();
+    assert!(refused > 0, "{run}");
+    assert_eq!(unchecked["in_log"]["distinct"].as_u64().unwrap(), 100 - refused, "refused entries are lost: {run}");
+    assert_eq!(run["acknowledged"]["in_log"]["distinct"], 100, "re-sent until acknowledged: {run}");
+    assert!(run["acknowledged"]["stats"]["retried_entries"].as_u64().unwrap() > 0, "{run}");
+
+    let verified = labs(&p, &["verify", "example-1", "--json"]).ok().json();
+    let checks = verified["scenario_checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 2, "{verified}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{verified}");
+
+    // The lost events turn up after all: the log no longer matches what the run recorded.
+    let stream = format!("{p}-ex1-clicks");
+    labs(&p, &["produce", "--stream", &stream, "--count", "100", "--seed", "1"]).ok();
+    let failed = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    let check = &failed["scenario_checks"][0];
+    assert_eq!((check["seed"].as_u64(), check["passed"].as_bool()), (Some(1), Some(false)), "{failed}");
+}
+
+#[test]
+fn overload_shows_buffering_dropping_and_backpressure_apart() {
+    let p = prefix("ex1overload");
+    let _teardown = Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let run = labs(&p, &["run", "example-1", "--scenario", "overload", "--count", "120", "--json"]).ok().json();
+    let modes = run["modes"].as_array().unwrap();
+    let mode = |name: &str| modes.iter().find(|m| m["mode"] == name).unwrap().clone();
+    let (buffering, dropping, backpressure) = (mode("buffering"), mode("dropping"), mode("backpressure"));
+    for m in modes {
+        assert_eq!(m["in_log"]["distinct"], 120, "the log loses nothing in any mode: {m}");
+    }
+    assert_eq!(buffering["consumer"]["processed"], 120, "{buffering}");
+    assert!(dropping["consumer"]["dropped"].as_u64().unwrap() > 0, "{dropping}");
+    assert!(backpressure["refused"].as_u64().unwrap() > 0, "{backpressure}");
+    let rate =
+        |m: &serde_json::Value| m["producer"]["records"].as_f64().unwrap() / m["producer"]["seconds"].as_f64().unwrap();
+    assert!(rate(&backpressure) < rate(&buffering), "refusals slowed the producer: {run}");
+    assert!(
+        backpressure["consumer"]["max_backlog"].as_u64() < buffering["consumer"]["max_backlog"].as_u64(),
+        "the backlog grows only where the producer is not pushed back: {run}"
+    );
+    let verified = labs(&p, &["verify", "example-1", "--json"]).ok().json();
+    let checks = verified["scenario_checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 3, "{verified}");
+    assert!(checks.iter().all(|c| c["passed"] == true), "{verified}");
+
+    // A record that no longer adds up: the dropping consumer claims it dropped nothing.
+    let seed = dropping["seed"].as_u64().unwrap();
+    let processed = dropping["consumer"]["processed"].as_u64().unwrap();
+    let forged = format!("overload dropping backlog=0 dropped=0 processed={processed} refused=0 sent=120");
+    set_tags(&format!("{p}-ex1-clicks"), &[(format!("labs:run:{seed}"), forged)]);
+    let failed = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    let check = failed["scenario_checks"].as_array().unwrap().iter().find(|c| c["seed"] == seed).cloned();
+    assert_eq!(check.map(|c| c["passed"].clone()), Some(serde_json::json!(false)), "{failed}");
+}
+
+#[test]
+fn polling_counts_empty_asks_per_interval_beside_a_push_consumer() {
+    let p = prefix("ex1polling");
+    let _teardown = Teardown { prefix: &p, example: "example-1" };
+    labs(&p, &["up", "example-1"]).ok();
+    let run = labs(&p, &["run", "example-1", "--scenario", "polling", "--count", "8", "--json"]).ok().json();
+    let consumers = run["consumers"].as_array().unwrap();
+    let pushed = run["push_supported"] == true;
+    assert_eq!(consumers.len(), if pushed { 4 } else { 3 }, "{run}");
+    assert!(consumers.iter().all(|c| c["received"] == 8), "every consumer got every event: {run}");
+    let (eager, lazy) = (&consumers[0], &consumers[2]);
+    assert!(eager["asks"].as_u64() > lazy["asks"].as_u64(), "{run}");
+    assert!(eager["empty"].as_u64() > lazy["empty"].as_u64(), "the eager poller asks in vain: {run}");
+
+    let verified = labs(&p, &["verify", "example-1", "--json"]).ok().json();
+    assert_eq!(verified["scenario_checks"][0]["passed"], true, "{verified}");
+
+    // A record that claims the eager poller missed an event the log holds: verify fails.
+    let seed = run["seed"].as_u64().unwrap();
+    let forged = "polling consumers c100=40 c1000=5 c3000=3 e100=30 e1000=1 e3000=1 g100=7 g1000=8 g3000=8 sent=8";
+    set_tags(&format!("{p}-ex1-clicks"), &[(format!("labs:run:{seed}"), forged.to_owned())]);
+    let failed = labs(&p, &["verify", "example-1", "--json"]).fails().json();
+    assert_eq!(failed["scenario_checks"][0]["passed"], false, "{failed}");
+}

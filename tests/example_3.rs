@@ -19,6 +19,15 @@ fn up_run_verify_query_down() {
     let nope = labs(&p, &["run", "example-3", "--scenario", "nope"]).fails();
     assert!(nope.error_line().contains("no scenario 'nope'"), "{}", nope.stderr);
 
+    // The batch job first: the workload after it changes the table behind the batch result.
+    let batch =
+        labs(&p, &["run", "example-3", "--scenario", "batch-vs-stream", "--count", "60", "--seed", "2", "--json"])
+            .ok()
+            .json();
+    assert!(batch["batch_stale_rows"].as_u64().unwrap() > 0, "writes between batch runs are missing: {batch}");
+    assert_eq!(batch["batch_rows_after_rerun_behind"], 0, "{batch}");
+    assert!(batch["cdc_lag_ms"].is_number(), "{batch}");
+
     let run = labs(&p, &["run", "example-3", "--count", "150", "--json"]).ok().json();
     assert!(run["caught_up_seconds"].is_number(), "{run}");
     assert!(run["products"].as_u64().unwrap() > 0);
@@ -29,11 +38,38 @@ fn up_run_verify_query_down() {
     let verified = labs(&p, &["verify", "example-3", "--json"]).ok().json();
     assert_eq!(verified["passed"], true);
     assert_eq!(verified["expected_rows"], verified["index_rows"]);
+    // The batch result matches the table as of its snapshot (rebuilt from the change log), not now.
+    let checked = &verified["batch"];
+    assert_eq!(checked["differs_from_its_snapshot"], 0, "{checked}");
+    assert!(checked["behind_now"].as_u64().unwrap() > 0, "the workload ran after the batch job: {checked}");
+    assert_eq!(checked["stale_rows_seen"], batch["batch_stale_rows"], "{checked}");
+    assert_eq!(checked["stale_rows_in_log"], batch["batch_stale_rows"], "{checked}");
+    tamper_with_the_batch_result(&p);
+    let failed = labs(&p, &["verify", "example-3", "--wait", "3", "--json"]).fails().json();
+    assert_eq!(failed["batch"]["differs_from_its_snapshot"], 1, "{failed}");
 
     let down = labs(&p, &["down", "example-3", "--json"]).ok().json();
     assert!(down.as_array().unwrap().iter().all(|r| r["removal"]["result"] == "deleted"), "{down}");
     let again = labs(&p, &["down", "example-3", "--json"]).ok().json();
     assert!(again.as_array().unwrap().iter().all(|r| r["removal"]["result"] == "absent"), "{again}");
+}
+
+/// Deletes one row of the batch job's result behind its back.
+fn tamper_with_the_batch_result(p: &str) {
+    let table = format!("{p}-ex3-batch-index");
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let client = support::dynamodb().await;
+        let items = client.scan().table_name(&table).send().await.unwrap();
+        let row = items.items().iter().find(|i| i["term"].as_s().unwrap() != "#snapshot").unwrap();
+        let key = [("term", row["term"].clone()), ("product_id", row["product_id"].clone())];
+        client
+            .delete_item()
+            .table_name(&table)
+            .set_key(Some(key.map(|(k, v)| (k.to_owned(), v)).into()))
+            .send()
+            .await
+            .unwrap();
+    });
 }
 
 fn product(id: &str, name: &str, description: &str) -> std::collections::HashMap<String, AttributeValue> {

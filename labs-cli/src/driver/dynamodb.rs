@@ -58,26 +58,47 @@ pub async fn clear(client: &Client, table: &str) -> Result<usize> {
         .map(|t| t.key_schema().iter().map(|k| k.attribute_name().to_owned()).collect())
         .unwrap_or_default();
     let items = scan_all(client, table).await?;
-    for chunk in items.chunks(25) {
-        let mut requests = Vec::with_capacity(chunk.len());
-        for item in chunk {
-            let key: Item = key_names.iter().filter_map(|k| Some((k.clone(), item.get(k)?.clone()))).collect();
-            requests.push(
-                WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build()?).build(),
-            );
-        }
-        let mut pending = Some(HashMap::from([(table.to_owned(), requests)]));
+    let mut requests = Vec::with_capacity(items.len());
+    for item in &items {
+        let key: Item = key_names.iter().filter_map(|k| Some((k.clone(), item.get(k)?.clone()))).collect();
+        requests
+            .push(WriteRequest::builder().delete_request(DeleteRequest::builder().set_key(Some(key)).build()?).build());
+    }
+    write_batches(client, table, requests, "clearing").await?;
+    Ok(items.len())
+}
+
+/// Writes every value as an item (BatchWriteItem, 25 a call).
+pub async fn put_all<T: Serialize>(client: &Client, table: &str, values: impl IntoIterator<Item = T>) -> Result<()> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    let mut requests = Vec::new();
+    for value in values {
+        let item: Item = serde_dynamo::to_item(value)?;
+        requests.push(WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(item)).build()?).build());
+    }
+    write_batches(client, table, requests, "writing to").await
+}
+
+/// Sends write requests 25 a call, sending again what DynamoDB left unprocessed.
+async fn write_batches(
+    client: &Client,
+    table: &str,
+    requests: Vec<aws_sdk_dynamodb::types::WriteRequest>,
+    doing: &str,
+) -> Result<()> {
+    for chunk in requests.chunks(25) {
+        let mut pending = Some(HashMap::from([(table.to_owned(), chunk.to_vec())]));
         while let Some(batch) = pending.take().filter(|b| b.values().any(|r| !r.is_empty())) {
             let out = client
                 .batch_write_item()
                 .set_request_items(Some(batch))
                 .send()
                 .await
-                .doing(format!("clearing {table}"))?;
+                .doing(format!("{doing} {table}"))?;
             pending = out.unprocessed_items().cloned();
         }
     }
-    Ok(items.len())
+    Ok(())
 }
 
 pub async fn put<T: Serialize>(client: &Client, table: &str, value: &T) -> Result<()> {

@@ -305,9 +305,23 @@ pub async fn produce_resending_refused(
     refusals: Option<&dyn Refuser>,
     progress: &ProgressBar,
 ) -> Result<ProduceStats> {
+    produce_acknowledged(client, stream, records, MAX_BATCH_RECORDS, refusals, progress).await
+}
+
+/// A producer that waits for every call's answer and re-sends the entries it refused (with
+/// backoff) before the next call: nothing acknowledged is lost, at the cost of a round trip per
+/// call and the retries' waits.
+pub async fn produce_acknowledged(
+    client: &Client,
+    stream: &str,
+    records: Vec<Outgoing>,
+    max_records: usize,
+    refusals: Option<&dyn Refuser>,
+    progress: &ProgressBar,
+) -> Result<ProduceStats> {
     let started = Instant::now();
     let mut stats = ProduceStats { records: records.len(), ..Default::default() };
-    for batch in batches(records, MAX_BATCH_RECORDS) {
+    for batch in batches(records, max_records) {
         let len = batch.len() as u64;
         put_batch(client, stream, batch, refusals, &mut stats).await?;
         progress.inc(len);
@@ -415,6 +429,66 @@ pub enum Until {
     Forever,
 }
 
+/// A polling consumer's place in one shard: every `next_page` is one GetRecords call, and the
+/// iterator it gets back is its offset.
+pub struct ShardReader {
+    stream: String,
+    shard_id: String,
+    iterator: Option<String>,
+}
+
+/// What one GetRecords call (or one pushed event) returned.
+#[derive(Default)]
+pub struct Page {
+    pub records: Vec<Incoming>,
+    /// How far the read was behind the tip of the shard.
+    pub millis_behind_latest: i64,
+    /// The shard refused the read: its polling consumers share 5 GetRecords calls a second.
+    pub throttled: bool,
+}
+
+/// A record as the SDK returns it, as labs reads it.
+pub(crate) fn incoming(shard_id: &str, record: &aws_sdk_kinesis::types::Record, millis_behind_latest: i64) -> Incoming {
+    Incoming {
+        shard_id: shard_id.to_owned(),
+        sequence_number: record.sequence_number().to_owned(),
+        partition_key: record.partition_key().to_owned(),
+        data: record.data().as_ref().to_vec(),
+        arrival_millis: record.approximate_arrival_timestamp().map_or(0, |t| t.to_millis().unwrap_or(0)),
+        millis_behind_latest,
+    }
+}
+
+impl ShardReader {
+    pub async fn open(client: &Client, stream: &str, shard_id: &str, position: &Position) -> Result<Self> {
+        let iterator = shard_iterator(client, stream, shard_id, position).await?;
+        Ok(Self { stream: stream.to_owned(), shard_id: shard_id.to_owned(), iterator })
+    }
+
+    /// Whether the shard is closed and read to its end.
+    pub fn finished(&self) -> bool {
+        self.iterator.is_none()
+    }
+
+    /// One GetRecords call of at most `limit` records (an empty page once the shard is finished,
+    /// a throttled one when the shard refused the read; the position stays where it was).
+    pub async fn next_page(&mut self, client: &Client, limit: i32) -> Result<Page> {
+        let Some(current) = self.iterator.take() else { return Ok(Page::default()) };
+        let out = match client.get_records().shard_iterator(&current).limit(limit).send().await {
+            Ok(out) => out,
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_provisioned_throughput_exceeded_exception()) => {
+                self.iterator = Some(current);
+                return Ok(Page { throttled: true, ..Page::default() });
+            }
+            Err(err) => return Err(err).doing(format!("GetRecords on {}/{}", self.stream, self.shard_id)),
+        };
+        let millis_behind_latest = out.millis_behind_latest().unwrap_or(0);
+        let records = out.records().iter().map(|r| incoming(&self.shard_id, r, millis_behind_latest)).collect();
+        self.iterator = out.next_shard_iterator().map(str::to_owned);
+        Ok(Page { records, millis_behind_latest, throttled: false })
+    }
+}
+
 /// Polls one shard from `position`, in order, the way a log consumer does: the iterator it gets
 /// back is its offset. Stops at the tip (or a closed shard's end), or after `limit` records.
 pub async fn read_shard(
@@ -427,35 +501,25 @@ pub async fn read_shard(
     mut on_record: impl FnMut(&Incoming),
 ) -> Result<Vec<Incoming>> {
     let mut records = Vec::new();
-    let mut iterator = shard_iterator(client, stream, shard_id, position).await?;
-    while let Some(current) = iterator {
-        let out = client
-            .get_records()
-            .shard_iterator(&current)
-            .limit(10_000)
-            .send()
-            .await
-            .doing(format!("GetRecords on {stream}/{shard_id}"))?;
-        let behind = out.millis_behind_latest().unwrap_or(0);
-        for record in out.records() {
-            let incoming = Incoming {
-                shard_id: shard_id.to_owned(),
-                sequence_number: record.sequence_number().to_owned(),
-                partition_key: record.partition_key().to_owned(),
-                data: record.data().as_ref().to_vec(),
-                arrival_millis: record.approximate_arrival_timestamp().map_or(0, |t| t.to_millis().unwrap_or(0)),
-                millis_behind_latest: behind,
-            };
+    let mut reader = ShardReader::open(client, stream, shard_id, position).await?;
+    while !reader.finished() {
+        let page = reader.next_page(client, 10_000).await?;
+        if page.throttled {
+            // The shard's 5 reads a second are shared with its other polling consumers.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let empty = page.records.is_empty();
+        for incoming in page.records {
             on_record(&incoming);
             records.push(incoming);
             if limit.is_some_and(|limit| records.len() >= limit) {
                 return Ok(records);
             }
         }
-        iterator = out.next_shard_iterator().map(str::to_owned);
-        if out.records().is_empty() {
+        if empty {
             match until {
-                Until::CaughtUp if behind == 0 => break,
+                Until::CaughtUp if page.millis_behind_latest == 0 => break,
                 // An empty page while behind: the shard has a gap; ask again right away.
                 Until::CaughtUp => {}
                 Until::Forever => tokio::time::sleep(Duration::from_millis(500)).await,

@@ -4,6 +4,9 @@
 
 pub mod clickstream;
 pub mod dynamodb;
+pub mod fan_out;
 pub mod kinesis;
 pub mod messaging;
+pub mod refusals;
 pub mod seeds;
+pub mod table_stream;

@@ -5,6 +5,10 @@
 //! seeded generator, compare them with the log, and replay again from the same positions.
 
 mod bench;
+mod durability;
+mod observed;
+mod overload;
+mod polling;
 mod verify;
 
 use std::collections::BTreeMap;
@@ -15,6 +19,7 @@ use labs_core::clickstream::{self, ClickstreamSpec};
 use labs_infra::stack::Stream;
 use serde::Serialize;
 
+use self::observed::{InLog, Observed};
 use super::{About, BenchOptions, RunOptions, VerifyOptions};
 use crate::driver::clickstream::{decode, encode};
 use crate::driver::kinesis::{self, Incoming, Position};
@@ -31,7 +36,19 @@ const DEFAULT_COUNT: usize = 1000;
 /// Kinesis allows 50 tags per stream; labs' ownership tags take two, each run one.
 const MAX_RUNS: usize = 48;
 
-example!(Example1 { scenarios: &[], resources: [CLICKS], run: run, verify: verify::verify, bench: bench::bench });
+/// `log` (the default) produces, consumes and replays; the others each record what they observed
+/// as tags beside the log runs (see `observed`).
+const SCENARIOS: [&str; 4] = ["log", durability::NAME, overload::NAME, polling::NAME];
+/// Events per producer in the scenarios other than `log`.
+const DEFAULT_SCENARIO_COUNT: usize = 400;
+
+example!(Example1 {
+    scenarios: &SCENARIOS,
+    resources: [CLICKS],
+    run: run,
+    verify: verify::verify,
+    bench: bench::bench
+});
 
 /// What a run recorded on the stream: how many events it produced, and, once it has replayed,
 /// where each replay started and how many of the run's records it read again.
@@ -94,16 +111,52 @@ impl Recorded {
     }
 }
 
-/// The runs produced into the stream so far, by seed. A run tag labs cannot read is an error:
-/// a verifier that skipped it would check less than was produced.
-async fn recorded_runs(target: &Target, stream: &str) -> Result<BTreeMap<u64, Recorded>> {
-    let runs = kinesis::recorded_runs(&target.clients.kinesis, stream, "example-1").await?;
-    runs.into_iter()
-        .map(|(name, value)| match (name.parse(), Recorded::parse(&value)) {
-            (Ok(seed), Some(recorded)) => Ok((seed, recorded)),
+/// Every run recorded on the stream, by seed: the log runs, and what the other scenarios
+/// observed. A run tag labs cannot read is an error: a verifier that skipped it would check
+/// less than was produced.
+async fn all_recorded(target: &Target, stream: &str) -> Result<(BTreeMap<u64, Recorded>, BTreeMap<u64, Observed>)> {
+    let (mut runs, mut observed) = (BTreeMap::new(), BTreeMap::new());
+    for (name, value) in kinesis::recorded_runs(&target.clients.kinesis, stream, "example-1").await? {
+        let seed: Option<u64> = name.parse().ok();
+        match (seed, Recorded::parse(&value), Observed::parse(&value, &SCENARIOS)) {
+            (Some(seed), Some(recorded), _) => runs.insert(seed, recorded).map(|_| ()),
+            (Some(seed), None, Some(scenario)) => observed.insert(seed, scenario).map(|_| ()),
             _ => bail!("{stream} records a run labs cannot read: labs:run:{name} = {value}"),
+        };
+    }
+    Ok((runs, observed))
+}
+
+/// How many of each seed's events the log holds, read from the oldest record.
+async fn seed_counts(client: &aws_sdk_kinesis::Client, stream: &str, seeds: &[u64]) -> Result<BTreeMap<u64, InLog>> {
+    let records = kinesis::read_stream(client, stream, &Position::TrimHorizon).await?;
+    Ok(count_seeds(&records, seeds))
+}
+
+fn count_seeds(records: &[Incoming], seeds: &[u64]) -> BTreeMap<u64, InLog> {
+    let mut seen: BTreeMap<u64, BTreeMap<String, u64>> = seeds.iter().map(|s| (*s, BTreeMap::new())).collect();
+    for event in records.iter().filter_map(decode) {
+        let seed =
+            event.event_id.strip_prefix('s').and_then(|rest| rest.split_once('-')).and_then(|(s, _)| s.parse().ok());
+        if let Some(ids) = seed.and_then(|seed: u64| seen.get_mut(&seed)) {
+            *ids.entry(event.event_id).or_default() += 1;
+        }
+    }
+    seen.into_iter()
+        .map(|(seed, ids)| {
+            let duplicated = ids.values().filter(|n| **n > 1).count() as u64;
+            (seed, InLog { distinct: ids.len() as u64, duplicated })
         })
         .collect()
+}
+
+/// Where the refusals come from, said once per scenario that injects them.
+fn refusal_note(target: &Target) -> String {
+    if target.kind.is_aws() {
+        "Labs refuses them on the client, as a throttled shard would (real throttling may add to them).".to_owned()
+    } else {
+        "The emulator never refuses: labs refuses them on the client, as a throttled shard would.".to_owned()
+    }
 }
 
 #[derive(Serialize)]
@@ -157,22 +210,74 @@ fn same_records(a: &[&Incoming], b: &[Incoming]) -> bool {
 }
 
 async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
-    if args.scenario.is_some() || args.query.is_some() {
-        bail!("example-1 has no scenarios or queries: it runs produce, consume and replay in turn");
+    if args.query.is_some() {
+        bail!("example-1 has no --query (that is example-3's search)");
     }
+    match args.scenario.as_deref() {
+        None | Some("log") => run_log(target, args, out).await,
+        Some(name) => run_scenario(target, args, name, out).await,
+    }
+}
+
+/// A scenario other than `log`: seeds after every recorded run's, refused when taken.
+async fn run_scenario(target: &Target, args: &RunOptions, name: &str, out: Output) -> Result<()> {
+    let stream = target.name(CLICKS);
+    let (runs, observed) = all_recorded(target, &stream).await?;
+    // One seed per producer, so the log tells each one's events apart.
+    let needed = match name {
+        overload::NAME => overload::MODES.len(),
+        polling::NAME => 1,
+        _ => 2,
+    };
+    seeds::check_room(runs.len() + observed.len(), needed, MAX_RUNS, &stream, "example-1")?;
+    let used: Vec<u64> = runs.keys().chain(observed.keys()).copied().collect();
+    let first = match args.seed {
+        Some(seed) => seed,
+        None => seeds::after_highest(used.iter().copied())?,
+    };
+    let seeds = seeds::consecutive(first, needed)?;
+    if let Some(taken) = seeds.iter().find(|s| used.contains(s)) {
+        bail!(
+            "seed {taken} was already produced into {stream}: pick another --seed, or `labs down example-1` to start over"
+        );
+    }
+    let default = if name == polling::NAME { polling::DEFAULT_EVENTS } else { DEFAULT_SCENARIO_COUNT };
+    let count = args.count.unwrap_or(default);
+    if count == 0 {
+        bail!("--count must be at least 1");
+    }
+    target.confirm(&format!("Produce up to {} records into {stream}?", needed * count))?;
+    let report = match name {
+        durability::NAME => durability::run_durability(target, &stream, [seeds[0], seeds[1]], count, out).await?,
+        overload::NAME => overload::run_overload(target, &stream, &seeds, count, out).await?,
+        polling::NAME => polling::run_polling(target, &stream, seeds[0], count, out).await?,
+        other => bail!("example-1 has no scenario '{other}': use one of {}", SCENARIOS.join(", ")),
+    };
+    out.say(format!(
+        "\nCheck it from the data: labs verify example-1{}",
+        if target.prefix == "labs" { String::new() } else { format!(" --prefix {}", target.prefix) }
+    ));
+    out.json(&report)?;
+    if let Some(problem) = &report.problem {
+        bail!("{problem}");
+    }
+    Ok(())
+}
+
+async fn run_log(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     let client = &target.clients.kinesis;
     let stream = target.name(CLICKS);
     let shards = kinesis::list_shards(client, &stream).await?;
-    let runs = recorded_runs(target, &stream).await?;
-    seeds::check_room(runs.len(), 1, MAX_RUNS, &stream, "example-1")?;
+    let (runs, observed) = all_recorded(target, &stream).await?;
+    seeds::check_room(runs.len() + observed.len(), 1, MAX_RUNS, &stream, "example-1")?;
     let seed = match args.seed {
-        Some(seed) if runs.contains_key(&seed) => {
+        Some(seed) if runs.contains_key(&seed) || observed.contains_key(&seed) => {
             bail!(
                 "seed {seed} was already produced into {stream}: pick another --seed, or `labs down example-1` to start over"
             )
         }
         Some(seed) => seed,
-        None => seeds::after_highest(runs.keys().copied())?,
+        None => seeds::after_highest(runs.keys().chain(observed.keys()).copied())?,
     };
     let count = args.count.unwrap_or(DEFAULT_COUNT);
     if count == 0 {

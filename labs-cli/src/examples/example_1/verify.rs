@@ -11,7 +11,8 @@ use labs_core::log_check::{self, ReadRecord, ReplayReport};
 use labs_core::sequence;
 use serde::Serialize;
 
-use super::{CLICKS, Recorded, VerifyOptions, recorded_runs};
+use super::observed::{Observed, ScenarioCheck};
+use super::{CLICKS, Recorded, VerifyOptions, all_recorded, count_seeds, durability, overload, polling};
 use crate::driver::clickstream::decode;
 use crate::driver::kinesis::{self, Incoming, Position};
 use crate::output::Output;
@@ -23,6 +24,9 @@ struct VerifyReport {
     runs: BTreeMap<u64, Recorded>,
     report: log_check::LogReport,
     replays: Vec<Replay>,
+    /// What the other scenarios recorded, by seed, and the checks of it against the log.
+    observed: BTreeMap<u64, Observed>,
+    scenario_checks: Vec<ScenarioCheck>,
     passed: bool,
 }
 
@@ -37,8 +41,8 @@ struct Replay {
 
 pub(super) async fn verify(target: &Target, _options: &VerifyOptions, out: Output) -> Result<bool> {
     let stream = target.name(CLICKS);
-    let runs = recorded_runs(target, &stream).await?;
-    if runs.is_empty() {
+    let (runs, observed) = all_recorded(target, &stream).await?;
+    if runs.is_empty() && observed.is_empty() {
         bail!("nothing to verify: {stream} has no recorded runs (run `labs run example-1` first)");
     }
     let expected: Vec<String> = runs
@@ -60,7 +64,8 @@ pub(super) async fn verify(target: &Target, _options: &VerifyOptions, out: Outpu
     let report = log_check::check_log(expected.iter().map(String::as_str), &read);
     let replays = replay_again(target, &stream, &runs, &records).await?;
     let replays_ok = replays.iter().all(|r| r.report.is_ok());
-    let passed = report.is_ok() && replays_ok;
+    let scenario_checks = check_scenarios(&observed, &records);
+    let passed = report.is_ok() && replays_ok && scenario_checks.iter().all(|c| c.passed);
     let mark = |ok: bool| if ok { "ok" } else { "FAILED" }.to_owned();
     out.table(
         &format!(
@@ -105,7 +110,13 @@ pub(super) async fn verify(target: &Target, _options: &VerifyOptions, out: Outpu
                     replays.len()
                 ),
             ],
-        ],
+        ]
+        .into_iter()
+        .chain(
+            scenario_checks
+                .iter()
+                .map(|c| vec![format!("{} (seed {})", c.check, c.seed), mark(c.passed), c.details.clone()]),
+        ),
     );
     for replay in replays.iter().filter(|r| !r.report.is_ok()) {
         out.say(format!(
@@ -118,7 +129,7 @@ pub(super) async fn verify(target: &Target, _options: &VerifyOptions, out: Outpu
             if replay.report.identical { "" } else { ", and not the same records in the same order" }
         ));
     }
-    out.json(&VerifyReport { stream, runs, report, replays, passed })?;
+    out.json(&VerifyReport { stream, runs, report, replays, observed, scenario_checks, passed })?;
     Ok(passed)
 }
 
@@ -178,6 +189,21 @@ async fn replay_again(
         }
     }
     Ok(replays)
+}
+
+/// Holds what each scenario recorded against what the log holds of its seeds.
+fn check_scenarios(observed: &BTreeMap<u64, Observed>, records: &[Incoming]) -> Vec<ScenarioCheck> {
+    let seeds: Vec<u64> = observed.keys().copied().collect();
+    let in_log = count_seeds(records, &seeds);
+    observed
+        .iter()
+        .flat_map(|(seed, o)| match o.scenario.as_str() {
+            durability::NAME => durability::check(*seed, o, in_log[seed]),
+            overload::NAME => overload::check(*seed, o, in_log[seed]),
+            polling::NAME => polling::check(*seed, o, in_log[seed]),
+            _ => Vec::new(),
+        })
+        .collect()
 }
 
 fn as_strs(ids: &[String]) -> Vec<&str> {

@@ -6,6 +6,7 @@
 //! verifies it against the table; the `backfill` scenario loads products that predate the stream.
 
 mod backfill;
+mod batch;
 mod bench;
 mod poison;
 mod verify;
@@ -30,6 +31,8 @@ use crate::target::Target;
 // The resources `infra/stacks/example-3.toml` declares.
 const PRODUCTS: Table = Table::new("ex3-products");
 const SEARCH_INDEX: Table = Table::new("ex3-search-index");
+/// The same index, computed by the batch job of the batch-vs-stream scenario.
+const BATCH_INDEX: Table = Table::new("ex3-batch-index");
 const CHECKPOINTS: Table = Table::new("ex3-indexer-checkpoints");
 const INDEXER: Lambda = Lambda::new("ex3-cdc-indexer");
 /// The mapping's on-failure destination: metadata of the batches it gave up on.
@@ -45,13 +48,13 @@ pub const ABOUT: About = About::new(
 const DEFAULT_OPERATIONS: usize = 300;
 /// How long the index may take to catch up before `run` and `verify` give up.
 const CATCH_UP: Duration = Duration::from_secs(120);
-const SCENARIOS: [&str; 3] = ["workload", "backfill", "poison"];
+const SCENARIOS: [&str; 4] = ["workload", "backfill", "poison", "batch-vs-stream"];
 /// Products written before the stream existed, in the backfill scenario.
 const LEGACY_PRODUCTS: usize = 40;
 
 example!(Example3 {
     scenarios: &SCENARIOS,
-    resources: [PRODUCTS, SEARCH_INDEX, CHECKPOINTS, INDEXER, FAILURES],
+    resources: [PRODUCTS, SEARCH_INDEX, BATCH_INDEX, CHECKPOINTS, INDEXER, FAILURES],
     run: run,
     verify: verify::verify,
     bench: bench::bench,
@@ -61,6 +64,7 @@ example!(Example3 {
 struct Tables {
     products: String,
     index: String,
+    batch_index: String,
     checkpoints: String,
     indexer: String,
 }
@@ -70,6 +74,7 @@ impl Tables {
         Self {
             products: target.name(PRODUCTS),
             index: target.name(SEARCH_INDEX),
+            batch_index: target.name(BATCH_INDEX),
             checkpoints: target.name(CHECKPOINTS),
             indexer: target.name(INDEXER),
         }
@@ -77,7 +82,7 @@ impl Tables {
 }
 
 /// An index row as this module reads it (the indexer also stores the sequence number).
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 struct IndexRow {
     term: String,
     product_id: String,
@@ -317,6 +322,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     match scenario {
         "backfill" => backfill::run_backfill(target, &tables, &settings, out).await,
         "poison" => poison::run_poison(target, &tables, &settings, out).await,
+        "batch-vs-stream" => batch::run_batch_vs_stream(target, &tables, &settings, out).await,
         _ => workload::run_workload(target, &tables, &settings, out).await,
     }
 }

@@ -4,6 +4,7 @@ use anyhow::Result;
 use labs_core::search_index::IndexEntry;
 use serde::Serialize;
 
+use super::batch::{BatchCheck, check_batch};
 use super::{Snapshot, Tables, VerifyOptions, wait_for_index};
 use crate::driver::dynamodb as db;
 use crate::output::Output;
@@ -17,6 +18,8 @@ struct VerifyReport {
     missing: Vec<IndexEntry>,
     extra: Vec<IndexEntry>,
     odd_items: Vec<String>,
+    /// The batch job's result, when the batch-vs-stream scenario has run.
+    batch: Option<BatchCheck>,
     passed: bool,
 }
 
@@ -34,7 +37,8 @@ pub(super) async fn verify(target: &Target, options: &VerifyOptions, out: Output
     }
     let diff = snapshot.diff();
     let expected = snapshot.expected();
-    let passed = diff.is_empty();
+    let batch = check_batch(target, &tables, &snapshot).await?;
+    let passed = diff.is_empty() && batch.as_ref().is_none_or(BatchCheck::passed);
     let rows = |entries: &[IndexEntry]| -> String {
         let shown: Vec<String> = entries.iter().take(5).map(|(t, id)| format!("{t}->{id}")).collect();
         format!("{}{}", shown.join(", "), if entries.len() > 5 { ", ..." } else { "" })
@@ -60,8 +64,13 @@ pub(super) async fn verify(target: &Target, options: &VerifyOptions, out: Output
                 if diff.extra.is_empty() { "ok" } else { "FAILED" }.into(),
                 format!("{} extra {}", diff.extra.len(), rows(&diff.extra)),
             ],
-        ],
+        ]
+        .into_iter()
+        .chain(batch.as_ref().map(batch_rows).into_iter().flatten()),
     );
+    if let Some(note) = batch.as_ref().and_then(|b| b.note.as_ref()) {
+        out.say(format!("note: {note}"));
+    }
     if !snapshot.odd_items.is_empty() {
         out.say(format!(
             "note: {} items of {} are not products and were left out: {}",
@@ -77,7 +86,36 @@ pub(super) async fn verify(target: &Target, options: &VerifyOptions, out: Output
         missing: diff.missing,
         extra: diff.extra,
         odd_items: snapshot.odd_items,
+        batch,
         passed,
     })?;
     Ok(passed)
+}
+
+/// The batch job's rows of the verify table: its result against the table as of its snapshot
+/// (rebuilt from the change log), and the staleness the run reported against the log.
+fn batch_rows(batch: &BatchCheck) -> Vec<Vec<String>> {
+    let mark = |ok: bool| if ok { "ok" } else { "FAILED" }.to_owned();
+    let mut rows = Vec::new();
+    if let Some(differs) = batch.differs_from_its_snapshot {
+        rows.push(vec![
+            "the batch result equals the table as of its snapshot".into(),
+            mark(differs == 0),
+            format!("{differs} rows differ; {} rows, rebuilt from the change log", batch.rows),
+        ]);
+    }
+    if let Some(seen) = batch.stale_rows_seen {
+        let in_log = batch.stale_rows_in_log.map_or("unknown".to_owned(), |n| n.to_string());
+        rows.push(vec![
+            "the staleness the run reported is in the change log".into(),
+            mark(batch.stale_rows_in_log == Some(seen)),
+            format!("run: the previous batch result was {seen} rows behind; log: {in_log}"),
+        ]);
+    }
+    rows.push(vec![
+        "the batch result is stale (not an error)".into(),
+        "info".into(),
+        format!("{} rows behind the table now; it catches up at its next run", batch.behind_now),
+    ]);
+    rows
 }

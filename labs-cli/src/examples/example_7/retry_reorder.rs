@@ -4,9 +4,10 @@ use anyhow::{Result, bail};
 use labs_core::orders::{self, OrderingReport, RefusalPlan, Verdict, check_order, steps_per_order};
 use serde::Serialize;
 
-use super::producers::{self, Refusals};
+use super::producers;
 use super::{EXAMPLES, REFUSED_PERCENT, Run, Scenario, arrivals, encode, read_back, steps_text, steps_with_shards};
 use crate::driver::kinesis::{self, Outgoing, ProduceStats, Refuser};
+use crate::driver::refusals::Refusals;
 use crate::output::{self, Output};
 use crate::target::Target;
 
