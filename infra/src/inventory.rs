@@ -131,7 +131,29 @@ async fn topics(clients: &Clients) -> Result<Vec<Found>> {
         let tags = clients.sns.list_tags_for_resource().resource_arn(&arn).send().await;
         let Some(out) = tags.or_absent(format!("reading tags of SNS topic {name}"))? else { continue };
         let tags: Vec<_> = out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
-        found.extend(labs_tags(Kind::SnsTopic, name, &tags));
+        let Some(topic) = labs_tags(Kind::SnsTopic, name, &tags) else { continue };
+        found.extend(subscriptions(clients, &arn, &topic).await?);
+        found.push(topic);
+    }
+    Ok(found)
+}
+
+/// A subscription has no tags of its own: it is labs' when its topic is.
+async fn subscriptions(clients: &Clients, topic_arn: &str, topic: &Found) -> Result<Vec<Found>> {
+    let mut found = Vec::new();
+    let mut pages = clients.sns.list_subscriptions_by_topic().topic_arn(topic_arn).into_paginator().items().send();
+    while let Some(subscription) = pages.next().await {
+        let Some(subscription) =
+            subscription.or_absent(format!("listing subscriptions of SNS topic {}", topic.name))?
+        else {
+            break;
+        };
+        let endpoint = last(subscription.endpoint().unwrap_or_default(), ':');
+        found.push(Found {
+            kind: Kind::SnsSubscription,
+            name: format!("{} -> {endpoint}", topic.name),
+            ..topic.clone()
+        });
     }
     Ok(found)
 }

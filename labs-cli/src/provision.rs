@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use anyhow::Result;
 use labs_infra::{Action, Artifact, DestroyIncomplete, Engine, Removed, stack};
 
+use crate::cost;
 use crate::output::{self, Output};
 use crate::target::Target;
 use crate::toolchain;
@@ -31,6 +32,11 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
         &["resource", "name", "action", "settings"],
         plan.changes.iter().map(|c| vec![c.kind.to_string(), c.name.clone(), c.action.to_string(), c.settings.clone()]),
     );
+    // What it costs on AWS: before the learner confirms there, and in every dry run.
+    let estimate = cost::estimate(target, declared)?;
+    if dry_run || target.kind.is_aws() {
+        cost::show(target, &estimate, out);
+    }
     if dry_run {
         out.json(&plan)?;
         plan.refuse_conflicts()?;
@@ -43,7 +49,11 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
         out.say(format!("{} is up to date.", stack.example));
         return out.json(&plan);
     }
-    target.confirm(&format!("Apply this plan to {}?", target.kind.describe()))?;
+    target.confirm(&format!(
+        "Apply this plan to {}? It costs {} while it stays up.",
+        target.kind.describe(),
+        cost::per_hour_phrase(&estimate)
+    ))?;
     let spinner = output::spinner("applying");
     let progress = |message: &str| spinner.set_message(message.to_owned());
     engine.apply(stack, &plan, &artifacts, &progress).await?;
