@@ -36,3 +36,5 @@ pub const TAG_EXAMPLE: &str = "labs:example";
 pub const TAG_PREFIX: &str = "labs:prefix";
 /// When `labs up` created it (RFC 3339, UTC): the age `labs status` and `labs down --all` show.
 pub const TAG_CREATED_AT: &str = "labs:created-at";
+/// How many tags labs puts on every resource it creates, of the 50 most services allow.
+pub const OWN_TAGS: usize = 3;

@@ -179,15 +179,8 @@ fn show_examples(target: &Target, examples: &[ExampleStatus], out: Output) {
             if on_aws { "cost so far" } else { "on AWS it would cost" },
         ],
         examples.iter().map(|e| {
-            let mut state = match e.provisioned {
-                0 => "down".to_owned(),
-                n if n == e.declared => "up".to_owned(),
-                _ => "partly up: run `labs up` or `labs down` again".to_owned(),
-            };
+            let state = state_cell(e, &target.flags());
             let age = e.age_seconds.map(std::time::Duration::from_secs);
-            if age.is_some_and(|a| a > cost::OLD_AFTER) {
-                state = format!("⚠ {state} for hours: `labs down {} {}` removes it", e.example, target.flags());
-            }
             let (up_for, so_far) = match (e.provisioned, e.so_far_usd) {
                 (0, _) => (String::new(), String::new()),
                 (_, Some(usd)) => {
@@ -198,6 +191,22 @@ fn show_examples(target: &Target, examples: &[ExampleStatus], out: Output) {
             vec![e.example.clone(), format!("{} of {}", e.provisioned, e.declared), state, up_for, so_far]
         }),
     );
+}
+
+/// Up, down or partly up; an example up longer than [`cost::OLD_AFTER`] is flagged with the
+/// command that removes it (`flags` pick the same target again).
+fn state_cell(example: &ExampleStatus, flags: &str) -> String {
+    let state = match example.provisioned {
+        0 => return "down".to_owned(),
+        n if n == example.declared => "up",
+        _ => "partly up: run `labs up` or `labs down` again",
+    };
+    let old = example.age_seconds.is_some_and(|s| std::time::Duration::from_secs(s) > cost::OLD_AFTER);
+    if old {
+        format!("⚠ {state} for hours: `labs down {} {flags}` removes it", example.example)
+    } else {
+        state.to_owned()
+    }
 }
 
 fn show_mappings(mappings: &[triggers::MappingStatus], out: Output) {
@@ -595,6 +604,27 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn examples_up_for_hours_are_flagged_with_the_command_that_removes_them() {
+        let status = |provisioned, hours: Option<u64>| ExampleStatus {
+            example: "example-1".into(),
+            provisioned,
+            declared: 2,
+            age_seconds: hours.map(|h| h * 3600),
+            per_hour_usd: 0.03,
+            so_far_usd: None,
+        };
+        let flags = "--prefix p --aws";
+        assert_eq!(state_cell(&status(2, Some(1)), flags), "up");
+        assert_eq!(state_cell(&status(2, None), flags), "up", "no creation time, no flag");
+        assert_eq!(state_cell(&status(0, Some(9)), flags), "down");
+        assert_eq!(
+            state_cell(&status(2, Some(4)), flags),
+            "⚠ up for hours: `labs down example-1 --prefix p --aws` removes it"
+        );
+        assert!(state_cell(&status(1, Some(4)), flags).starts_with("⚠ partly up"));
+    }
 
     #[test]
     fn the_probe_function_is_declared_in_the_probe_stack() {
