@@ -128,8 +128,13 @@ async fn topics(clients: &Clients) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     for arn in arns {
         let name = last(&arn, ':');
-        let tags = clients.sns.list_tags_for_resource().resource_arn(&arn).send().await;
-        let Some(out) = tags.or_absent(format!("reading tags of SNS topic {name}"))? else { continue };
+        let out = match clients.sns.list_tags_for_resource().resource_arn(&arn).send().await {
+            Ok(out) => out,
+            // Emulators spell this call's not-found error differently from AWS: a topic deleted
+            // while we looked is skipped, any other failure reported.
+            Err(_) if topic_gone(clients, &arn, &name).await? => continue,
+            Err(err) => return Err(err).doing(format!("reading tags of SNS topic {name}")),
+        };
         let tags: Vec<_> = out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect();
         let Some(topic) = labs_tags(Kind::SnsTopic, name, &tags) else { continue };
         found.extend(subscriptions(clients, &arn, &topic).await?);
@@ -138,15 +143,23 @@ async fn topics(clients: &Clients) -> Result<Vec<Found>> {
     Ok(found)
 }
 
+/// Whether a topic no longer exists: emulators answer calls on a deleted topic with errors
+/// that are not all classed as not found.
+async fn topic_gone(clients: &Clients, arn: &str, name: &str) -> Result<bool> {
+    let topic = clients.sns.get_topic_attributes().topic_arn(arn).send().await;
+    Ok(topic.or_absent(format!("reading SNS topic {name}"))?.is_none())
+}
+
 /// A subscription has no tags of its own: it is labs' when its topic is.
 async fn subscriptions(clients: &Clients, topic_arn: &str, topic: &Found) -> Result<Vec<Found>> {
     let mut found = Vec::new();
     let mut pages = clients.sns.list_subscriptions_by_topic().topic_arn(topic_arn).into_paginator().items().send();
     while let Some(subscription) = pages.next().await {
-        let Some(subscription) =
-            subscription.or_absent(format!("listing subscriptions of SNS topic {}", topic.name))?
-        else {
-            break;
+        let subscription = match subscription {
+            Ok(subscription) => subscription,
+            // As for its tags: a topic deleted while we looked has no subscriptions left.
+            Err(_) if topic_gone(clients, topic_arn, &topic.name).await? => break,
+            Err(err) => return Err(err).doing(format!("listing subscriptions of SNS topic {}", topic.name)),
         };
         let endpoint = last(subscription.endpoint().unwrap_or_default(), ':');
         found.push(Found {
