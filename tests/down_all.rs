@@ -18,6 +18,11 @@ async fn down_all_removes_every_prefix_and_leaves_what_labs_did_not_make() {
     let kinesis = aws_sdk_kinesis::Client::new(&sdk_config().await);
     let foreign = format!("{b}-ex1-clicks");
     kinesis.create_stream().stream_name(&foreign).shard_count(1).send().await.expect("create the foreign stream");
+    let planned = labs(&a, &["up", "example-1", "--dry-run", "--json"]).ok().json();
+    assert_eq!(planned["changes"][0]["action"]["action"], "create", "{planned}");
+    let shards = &planned["estimate"]["standing"][0];
+    assert_eq!(shards["name"], format!("{a}-ex1-clicks"), "{planned}");
+    assert!(shards["per_hour"].as_f64().is_some_and(|usd| usd > 0.0), "two shards cost by the hour: {planned}");
     labs(&a, &["up", "example-1"]).ok();
     labs(&b, &["up", "example-7"]).ok();
 

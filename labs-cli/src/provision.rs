@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use labs_infra::{Action, Artifact, DestroyIncomplete, Engine, Removed, stack};
+use serde::Serialize;
 
 use crate::cost;
 use crate::output::{self, Output};
@@ -17,6 +18,14 @@ use crate::triggers;
 fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
     let packages: Vec<String> = stack.functions.iter().map(|f| f.package.clone()).collect();
     toolchain::build(&packages)
+}
+
+/// A dry run's JSON: the plan, and what it costs on AWS.
+#[derive(Serialize)]
+struct PlanWithCost<'a> {
+    #[serde(flatten)]
+    plan: &'a labs_infra::Plan,
+    estimate: &'a labs_infra::cost::Estimate,
 }
 
 /// Plans `stack` and, unless `dry_run`, applies it after the learner's confirmation (real AWS).
@@ -38,7 +47,7 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
         cost::show(target, &estimate, out);
     }
     if dry_run {
-        out.json(&plan)?;
+        out.json(&PlanWithCost { plan: &plan, estimate: &estimate })?;
         plan.refuse_conflicts()?;
         out.say("Dry run: nothing was changed.");
         return Ok(());
