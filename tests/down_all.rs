@@ -12,8 +12,21 @@ fn names(rows: &Value) -> Vec<String> {
     rows.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap().to_owned()).collect()
 }
 
+/// Whether a prefix is one `support::prefix` makes (`t<digits>-<name>`).
+fn made_by_tests(prefix: &str) -> bool {
+    let digits = prefix.strip_prefix('t').and_then(|rest| rest.split_once('-')).map(|(digits, _)| digits);
+    digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn down_all_removes_every_prefix_and_leaves_what_labs_did_not_make() {
+    // Never sweep a learner's own resources (an AWS_ENDPOINT_URL pointing at their emulator).
+    let before = labs("unused", &["down", "--all", "--dry-run", "--json"]).ok().json();
+    let others: Vec<&str> = before["found"].as_array().unwrap().iter().filter_map(|f| f["prefix"].as_str()).collect();
+    assert!(
+        others.iter().all(|p| made_by_tests(p)),
+        "this endpoint holds labs resources no test made (prefixes {others:?}): run this test on the test emulator"
+    );
     let (a, b) = (prefix("sweepa"), prefix("sweepb"));
     let kinesis = aws_sdk_kinesis::Client::new(&sdk_config().await);
     let foreign = format!("{b}-ex1-clicks");
