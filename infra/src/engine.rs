@@ -13,6 +13,8 @@ use crate::{Clients, innermost_cause, sqs};
 pub struct Engine<'a> {
     clients: &'a Clients,
     vars: Vars,
+    /// What this run tags the resources it creates with, as `labs:created-at`.
+    created_at: String,
 }
 
 impl<'a> Engine<'a> {
@@ -22,7 +24,7 @@ impl<'a> Engine<'a> {
         let account = identity.account().unwrap_or("000000000000").to_owned();
         let partition = identity.arn().and_then(|arn| arn.split(':').nth(1)).unwrap_or("aws").to_owned();
         let vars = Vars { prefix: prefix.to_owned(), region: clients.region(), account, partition };
-        Ok(Self { clients, vars })
+        Ok(Self { clients, vars, created_at: crate::inventory::now_tag() })
     }
 
     pub fn vars(&self) -> &Vars {
@@ -30,7 +32,13 @@ impl<'a> Engine<'a> {
     }
 
     fn ctx<'c>(&'c self, stack: &'c Stack, artifacts: &'c HashMap<String, Artifact>) -> Ctx<'c> {
-        Ctx { clients: self.clients, vars: &self.vars, example: &stack.example, artifacts }
+        Ctx {
+            clients: self.clients,
+            vars: &self.vars,
+            example: &stack.example,
+            artifacts,
+            created_at: &self.created_at,
+        }
     }
 
     /// Reads the target and says what `apply` would do. Changes nothing.
@@ -172,7 +180,7 @@ mod tests {
         let clients = Clients::new(&config);
         let vars = Vars { prefix: "p".into(), region: "r".into(), account: "1".into(), partition: "aws".into() };
         let artifacts = HashMap::new();
-        let ctx = Ctx { clients: &clients, vars: &vars, example: "e", artifacts: &artifacts };
+        let ctx = Ctx { clients: &clients, vars: &vars, example: "e", artifacts: &artifacts, created_at: "t" };
         let resources = [
             scripted("a", Ok(Removal::Deleted)),
             scripted("b", Err("AccessDenied: no")),

@@ -10,9 +10,11 @@
 //! `sdk_error` know no kind; each kind module implements the trait; `engine` orders the kinds.
 
 mod clients;
+pub mod cost;
 mod dynamodb;
 mod engine;
 mod iam;
+pub mod inventory;
 mod kinesis;
 mod lambda;
 mod mapping;
@@ -32,3 +34,7 @@ pub use stack::{Stack, Vars};
 /// Tag keys on every resource `labs` creates.
 pub const TAG_EXAMPLE: &str = "labs:example";
 pub const TAG_PREFIX: &str = "labs:prefix";
+/// When `labs up` created it (RFC 3339, UTC): the age `labs status` and `labs down --all` show.
+pub const TAG_CREATED_AT: &str = "labs:created-at";
+/// How many tags labs puts on every resource it creates, of the 50 most services allow.
+pub const OWN_TAGS: usize = 3;

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 
 use crate::stack::Vars;
-use crate::{Clients, TAG_EXAMPLE, TAG_PREFIX};
+use crate::{Clients, TAG_CREATED_AT, TAG_EXAMPLE, TAG_PREFIX};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -177,6 +177,8 @@ pub(crate) struct Ctx<'a> {
     pub vars: &'a Vars,
     pub example: &'a str,
     pub artifacts: &'a HashMap<String, Artifact>,
+    /// The creation time this run tags what it creates with (one value for the whole run).
+    pub created_at: &'a str,
 }
 
 impl Ctx<'_> {
@@ -184,6 +186,7 @@ impl Ctx<'_> {
         BTreeMap::from([
             (TAG_EXAMPLE.to_owned(), self.example.to_owned()),
             (TAG_PREFIX.to_owned(), self.vars.prefix.clone()),
+            (TAG_CREATED_AT.to_owned(), self.created_at.to_owned()),
         ])
     }
 
@@ -204,8 +207,14 @@ impl Ctx<'_> {
 
     /// Our tags that `current` lacks or holds with another value: what to add after a create
     /// whose tags an emulator dropped.
+    /// A creation time already there is kept: it says when the resource was first made.
     pub fn missing_tags(&self, current: &[Tag]) -> Vec<Tag> {
-        self.tags().into_iter().filter(|wanted| !current.contains(wanted)).collect()
+        let has_key = |key: &str| current.iter().any(|(k, _)| k == key);
+        self.tags()
+            .into_iter()
+            .filter(|wanted| !current.contains(wanted))
+            .filter(|(key, _)| key != TAG_CREATED_AT || !has_key(key))
+            .collect()
     }
 }
 

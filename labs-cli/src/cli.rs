@@ -83,8 +83,9 @@ pub enum Command {
     Run(RunArgs),
     /// Check an example's outcome from the data itself; exits non-zero on any mismatch.
     Verify(VerifyArgs),
-    /// Remove exactly what `up` made for this prefix (idempotent).
-    Down(ExampleArg),
+    /// Remove exactly what `up` made for this prefix (idempotent); with --all, everything labs
+    /// made in this account and region, under any prefix.
+    Down(DownArgs),
     /// Produce generated clickstream events into a Kinesis stream.
     Produce(ProduceArgs),
     /// Read a Kinesis stream, every shard, from a starting position.
@@ -120,9 +121,17 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct ExampleArg {
+pub struct DownArgs {
     /// example-1, example-2, ... (see `labs list`)
-    pub example: ExampleId,
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub example: Option<ExampleId>,
+    /// Every resource carrying labs' tags in the account and region (or on the emulator), under
+    /// any prefix (--prefix is ignored), removed in dependency order; asks first on AWS.
+    #[arg(long)]
+    pub all: bool,
+    /// With --all: list what would be removed, with its prefix and age, and remove nothing.
+    #[arg(long, requires = "all")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -411,6 +420,7 @@ mod tests {
         "--json",
         "--yes",
         "--dry-run",
+        "--all",
         "--scenario",
         "--count",
         "--seed",

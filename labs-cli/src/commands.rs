@@ -6,19 +6,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
+use labs_infra::cost::format_usd;
 use labs_infra::{SdkContext, stack};
 use serde::Serialize;
 
 use crate::cli::{
-    BuildArgs, ConsumeArgs, EmulatorCommand, ExampleArg, GlobalArgs, KeyStrategy, ProduceArgs, StartFrom,
+    BuildArgs, ConsumeArgs, DownArgs, EmulatorCommand, GlobalArgs, KeyStrategy, ProduceArgs, StartFrom,
     TriggersCommand, UpArgs,
 };
+use crate::cost;
 use crate::driver::clickstream;
 use crate::driver::kinesis::{self, Position, Until};
 use crate::emulator;
 use crate::examples::{self, About};
 use crate::output::{self, Output, note};
 use crate::provision;
+use crate::sweep;
 use crate::target::Target;
 use crate::toolchain;
 use crate::triggers;
@@ -60,8 +63,12 @@ pub async fn up(global: &GlobalArgs, args: &UpArgs, out: Output) -> Result<()> {
     provision::up_stack(&target, &stack, args.dry_run, out).await
 }
 
-pub async fn down(global: &GlobalArgs, args: &ExampleArg, out: Output) -> Result<()> {
-    let stack = args.example.stack()?;
+pub async fn down(global: &GlobalArgs, args: &DownArgs, out: Output) -> Result<()> {
+    let Some(example) = args.example else {
+        let target = Target::resolve(&global.target(), true).await?;
+        return sweep::down_all(&target, args.dry_run, out).await;
+    };
+    let stack = example.stack()?;
     let target = Target::resolve(&global.target(), true).await?;
     target.confirm(&format!(
         "Delete {} resources with prefix {} from {}?",
@@ -92,6 +99,12 @@ struct ExampleStatus {
     example: String,
     provisioned: usize,
     declared: usize,
+    /// Since its oldest resource was created (`labs:created-at`), when that is known.
+    age_seconds: Option<u64>,
+    /// What its resources cost an hour on AWS, requests aside (list prices, infra/prices.toml).
+    per_hour_usd: f64,
+    /// `per_hour_usd` over its age.
+    so_far_usd: Option<f64>,
 }
 
 pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
@@ -117,31 +130,81 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
     let mut examples = Vec::new();
     let mut mappings = Vec::new();
     if emulator.as_ref().is_none_or(|s| s.healthy) {
+        let found = labs_infra::inventory::scan(&target.clients).await?;
+        let ages = sweep::ages(&found, &target.prefix, time::OffsetDateTime::now_utc());
         let mut stacks = Vec::new();
         for (about, _) in examples::built() {
             let stack = about.id.stack()?;
             let (provisioned, declared) = provision::presence(&target, &stack).await?;
-            stacks.push(stack);
-            examples.push(ExampleStatus { example: about.id.to_string(), provisioned, declared });
+            stacks.push(stack.clone());
+            let age = if provisioned > 0 { ages.get(&stack.example).copied().flatten() } else { None };
+            let per_hour_usd = cost::estimate(&target, &stack)?.per_hour();
+            examples.push(ExampleStatus {
+                example: about.id.to_string(),
+                provisioned,
+                declared,
+                age_seconds: age.map(|a| a.as_secs()),
+                per_hour_usd,
+                so_far_usd: age.map(|a| per_hour_usd * a.as_secs_f64() / 3600.0),
+            });
         }
-        out.table(
-            &format!("Provisioned with prefix {}", target.prefix),
-            &["example", "resources present", "state"],
-            examples.iter().map(|e| {
-                let state = match e.provisioned {
-                    0 => "down",
-                    n if n == e.declared => "up",
-                    _ => "partly up: run `labs up` or `labs down` again",
-                };
-                vec![e.example.clone(), format!("{} of {}", e.provisioned, e.declared), state.to_owned()]
-            }),
-        );
+        show_examples(&target, &examples, out);
+        let elsewhere: std::collections::BTreeSet<&str> =
+            found.iter().filter(|f| f.prefix != target.prefix).map(|f| f.prefix.as_str()).collect();
+        if !elsewhere.is_empty() {
+            out.say(format!(
+                "Other prefixes also have resources here ({}): `labs down --all --dry-run` lists them.",
+                elsewhere.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
         mappings = triggers::status(&target, &stacks).await?;
         show_mappings(&mappings, out);
     } else {
         out.say("The emulator is not running: `labs emulator up` starts it (any other command does too).");
     }
     out.json(&StatusReport { target: target.kind.clone(), emulator, examples, mappings })
+}
+
+fn show_examples(target: &Target, examples: &[ExampleStatus], out: Output) {
+    let on_aws = target.kind.is_aws();
+    out.table(
+        &format!("Provisioned with prefix {}", target.prefix),
+        &[
+            "example",
+            "resources present",
+            "state",
+            "up for",
+            if on_aws { "cost so far" } else { "on AWS it would cost" },
+        ],
+        examples.iter().map(|e| {
+            let state = state_cell(e, &target.flags());
+            let age = e.age_seconds.map(std::time::Duration::from_secs);
+            let (up_for, so_far) = match (e.provisioned, e.so_far_usd) {
+                (0, _) => (String::new(), String::new()),
+                (_, Some(usd)) => {
+                    (sweep::age_cell(age), format!("{} ({}/h)", format_usd(usd), format_usd(e.per_hour_usd)))
+                }
+                (_, None) => (sweep::age_cell(age), format!("{}/h", format_usd(e.per_hour_usd))),
+            };
+            vec![e.example.clone(), format!("{} of {}", e.provisioned, e.declared), state, up_for, so_far]
+        }),
+    );
+}
+
+/// Up, down or partly up; an example up longer than [`cost::OLD_AFTER`] is flagged with the
+/// command that removes it (`flags` pick the same target again).
+fn state_cell(example: &ExampleStatus, flags: &str) -> String {
+    let state = match example.provisioned {
+        0 => return "down".to_owned(),
+        n if n == example.declared => "up",
+        _ => "partly up: run `labs up` or `labs down` again",
+    };
+    let old = example.age_seconds.is_some_and(|s| std::time::Duration::from_secs(s) > cost::OLD_AFTER);
+    if old {
+        format!("⚠ {state} for hours: `labs down {} {flags}` removes it", example.example)
+    } else {
+        state.to_owned()
+    }
 }
 
 fn show_mappings(mappings: &[triggers::MappingStatus], out: Output) {
@@ -539,6 +602,27 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn examples_up_for_hours_are_flagged_with_the_command_that_removes_them() {
+        let status = |provisioned, hours: Option<u64>| ExampleStatus {
+            example: "example-1".into(),
+            provisioned,
+            declared: 2,
+            age_seconds: hours.map(|h| h * 3600),
+            per_hour_usd: 0.03,
+            so_far_usd: None,
+        };
+        let flags = "--prefix p --aws";
+        assert_eq!(state_cell(&status(2, Some(1)), flags), "up");
+        assert_eq!(state_cell(&status(2, None), flags), "up", "no creation time, no flag");
+        assert_eq!(state_cell(&status(0, Some(9)), flags), "down");
+        assert_eq!(
+            state_cell(&status(2, Some(4)), flags),
+            "⚠ up for hours: `labs down example-1 --prefix p --aws` removes it"
+        );
+        assert!(state_cell(&status(1, Some(4)), flags).starts_with("⚠ partly up"));
+    }
 
     #[test]
     fn the_probe_function_is_declared_in_the_probe_stack() {

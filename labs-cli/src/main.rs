@@ -3,12 +3,14 @@
 
 mod cli;
 mod commands;
+mod cost;
 mod driver;
 mod emulator;
 mod examples;
 mod learning;
 mod output;
 mod provision;
+mod sweep;
 mod target;
 mod toolchain;
 mod trigger_bench;

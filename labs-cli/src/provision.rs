@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use anyhow::Result;
 use labs_infra::{Action, Artifact, DestroyIncomplete, Engine, Removed, stack};
+use serde::Serialize;
 
+use crate::cost;
 use crate::output::{self, Output};
 use crate::target::Target;
 use crate::toolchain;
@@ -25,6 +27,14 @@ fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
     toolchain::build(&packages)
 }
 
+/// A dry run's JSON: the plan, and what it costs on AWS.
+#[derive(Serialize)]
+struct PlanWithCost<'a> {
+    #[serde(flatten)]
+    plan: &'a labs_infra::Plan,
+    estimate: &'a labs_infra::cost::Estimate,
+}
+
 /// Plans `stack` and, unless `dry_run`, applies it after the learner's confirmation (real AWS).
 /// Stream mappings the runner executes are created disabled, and the runner gets their settings
 /// from `declared` (a changed declaration changes them) and is started if it is not running.
@@ -38,8 +48,13 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
         &["resource", "name", "action", "settings"],
         plan.changes.iter().map(|c| vec![c.kind.to_string(), c.name.clone(), c.action.to_string(), c.settings.clone()]),
     );
+    // What it costs on AWS: before the learner confirms there, and in every dry run.
+    let estimate = cost::estimate(target, declared)?;
+    if dry_run || target.kind.is_aws() {
+        cost::show(target, &estimate, out);
+    }
     if dry_run {
-        out.json(&plan)?;
+        out.json(&PlanWithCost { plan: &plan, estimate: &estimate })?;
         plan.refuse_conflicts()?;
         out.say("Dry run: nothing was changed.");
         return Ok(());
@@ -50,7 +65,11 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
         out.say(format!("{} is up to date.", stack.example));
         return out.json(&plan);
     }
-    target.confirm(&format!("Apply this plan to {}?", target.kind.describe()))?;
+    target.confirm(&format!(
+        "Apply this plan to {}? It costs {} while it stays up.",
+        target.kind.describe(),
+        cost::per_hour_phrase(&estimate)
+    ))?;
     let spinner = output::spinner("applying");
     let progress = |message: &str| spinner.set_message(message.to_owned());
     engine.apply(stack, &plan, &artifacts, &progress).await?;

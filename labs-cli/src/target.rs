@@ -166,6 +166,35 @@ impl Target {
         })
     }
 
+    /// The same target under another prefix: `labs down --all` works through every prefix it finds.
+    pub fn with_prefix(&self, prefix: &str) -> Target {
+        Target {
+            kind: self.kind.clone(),
+            clients: self.clients.clone(),
+            prefix: prefix.to_owned(),
+            endpoint_mappings: self.endpoint_mappings,
+            yes: self.yes,
+        }
+    }
+
+    /// The region prices are looked up for: the target's own (an emulator's is its configured one).
+    pub fn region(&self) -> String {
+        match &self.kind {
+            TargetKind::Aws { region, .. } => region.clone(),
+            _ => self.clients.region(),
+        }
+    }
+
+    /// The flags that pick this target again, for commands labs suggests.
+    pub fn flags(&self) -> String {
+        let prefix = format!("--prefix {}", self.prefix);
+        match &self.kind {
+            TargetKind::Aws { .. } => format!("{prefix} --aws"),
+            TargetKind::Endpoint { endpoint } => format!("{prefix} --endpoint-url {endpoint}"),
+            TargetKind::Embedded { .. } => prefix,
+        }
+    }
+
     /// The endpoint's URL, except on real AWS.
     pub fn endpoint(&self) -> Option<&str> {
         match &self.kind {

@@ -33,8 +33,8 @@ pub const ABOUT: About =
 /// The stream every run produces into (`infra/stacks/example-1.toml`).
 const CLICKS: Stream = Stream::new("ex1-clicks");
 const DEFAULT_COUNT: usize = 1000;
-/// Kinesis allows 50 tags per stream; labs' ownership tags take two, each run one.
-const MAX_RUNS: usize = 48;
+/// Kinesis allows 50 tags per stream; labs' own tags take three, each run one.
+const MAX_RUNS: usize = 50 - labs_infra::OWN_TAGS;
 
 /// `log` (the default) produces, consumes and replays; the others each record what they observed
 /// as tags beside the log runs (see `observed`).

@@ -71,7 +71,7 @@ const DEAD_LETTER_ORDERS: usize = 4;
 const PARTIAL_FAILURE_ORDERS: usize = 5;
 /// How long consumers and waits may take before a run gives up.
 const PATIENCE: Duration = Duration::from_secs(90);
-/// SNS allows 50 tags on a topic; two are labs' own, and a few stay free for the learner.
+/// SNS allows 50 tags on a topic; three are labs' own, and a couple stay free for the learner.
 const MAX_RUNS: usize = 45;
 const LOAD_BALANCED_CONSUMERS: [&str; 3] = ["consumer-1", "consumer-2", "consumer-3"];
 

@@ -63,8 +63,8 @@ const DEFAULT_COMMANDS: usize = 60;
 const MAX_COMMANDS: usize = 5_000;
 const ACCOUNTS: usize = 6;
 const INVALID_PERCENT: u32 = 15;
-/// Kinesis allows 50 tags per stream; labs' ownership tags take two, each run one.
-const MAX_RUNS: usize = 48;
+/// Kinesis allows 50 tags per stream; labs' own tags take three, each run one.
+const MAX_RUNS: usize = 50 - labs_infra::OWN_TAGS;
 /// How long the relay and the projector may take to bring the balances up to the store.
 const CATCH_UP: Duration = Duration::from_secs(180);
 /// How long a racing command waits for its rival before appending alone.
