@@ -111,18 +111,18 @@ impl MappingRow {
     /// The settings in a line, for `labs status`.
     pub fn describe(&self) -> String {
         let limit = |n: i64, unit: &str| if n < 0 { "unlimited".to_owned() } else { format!("{n}{unit}") };
+        let from = match self.starting_position_timestamp {
+            Some(seconds) => format!("{} {}", self.starting_position, iso_millis((seconds * 1000.0).round() as i64)),
+            None => self.starting_position.clone(),
+        };
         let mut text = format!(
-            "from {}, batch {}, retries {}, max age {}, bisect {}, parallel {}",
-            self.starting_position,
+            "from {from}, batch {}, retries {}, max age {}, bisect {}, parallel {}",
             self.batch_size,
             limit(self.maximum_retry_attempts, ""),
             limit(self.maximum_record_age_seconds, " s"),
             if self.bisect_batch_on_function_error { "on" } else { "off" },
             self.parallelization_factor,
         );
-        if let Some(seconds) = self.starting_position_timestamp {
-            text.push_str(&format!(" {}", iso_millis((seconds * 1000.0).round() as i64)));
-        }
         if self.report_batch_item_failures {
             text.push_str(", partial batch responses");
         }
@@ -217,7 +217,6 @@ pub async fn read_all(
         };
         for item in scan.items() {
             let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
-            let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
             let (Some(mapping_id), Some(shard_id)) = (text("mapping_id"), text("shard_id")) else { continue };
             if shard_id == SETTINGS_ROW {
                 let json = text("mapping").unwrap_or_default();
@@ -225,16 +224,7 @@ pub async fn read_all(
                     .with_context(|| format!("the settings of {mapping_id} in {table} are not readable"))?;
                 settings.push((mapping_id, row));
             } else {
-                shards.entry(mapping_id).or_default().push(ShardRow {
-                    checkpoint: text("checkpoint"),
-                    finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-                    millis_behind_latest: number("millis_behind_latest"),
-                    retries_in_progress: number("retries_in_progress").map(|n| n as u64),
-                    last_result: text("last_result"),
-                    discarded_batches: number("discarded_batches").map(|n| n as u64),
-                    open_window: WindowReport::from_item(item).map(OpenWindow::from),
-                    shard_id,
-                });
+                shards.entry(mapping_id).or_default().push(shard_row(shard_id, item));
             }
         }
         start = scan.last_evaluated_key;
@@ -253,6 +243,22 @@ pub async fn read_all(
             })
             .collect(),
     ))
+}
+
+/// A shard's row of the runner's table as `labs status` shows it.
+fn shard_row(shard_id: String, item: &HashMap<String, AttributeValue>) -> ShardRow {
+    let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+    let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    ShardRow {
+        checkpoint: text("checkpoint"),
+        finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        millis_behind_latest: number("millis_behind_latest"),
+        retries_in_progress: number("retries_in_progress").map(|n| n as u64),
+        last_result: text("last_result"),
+        discarded_batches: number("discarded_batches").map(|n| n as u64),
+        open_window: WindowReport::from_item(item).map(OpenWindow::from),
+        shard_id,
+    }
 }
 
 /// Writes a mapping's settings row; the runner picks it up within a second or so.
@@ -313,4 +319,68 @@ async fn delete_rows(client: &aws_sdk_dynamodb::Client, table: &str, id: &str, s
             .doing(format!("deleting a row of {id} from {table}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(value: i64) -> AttributeValue {
+        AttributeValue::N(value.to_string())
+    }
+
+    #[test]
+    fn a_shard_row_shows_its_open_window_and_none_once_it_closed() {
+        let mut item = HashMap::from([
+            ("checkpoint".to_owned(), AttributeValue::S("49".to_owned())),
+            ("last_result".to_owned(), AttributeValue::S("OK".to_owned())),
+            ("window_start".to_owned(), n(1_764_547_200_000)),
+            ("window_end".to_owned(), n(1_764_547_260_000)),
+            ("window_records".to_owned(), n(42)),
+            ("window_state_bytes".to_owned(), n(120)),
+            ("window_closing".to_owned(), AttributeValue::Bool(true)),
+        ]);
+        let row = shard_row("shardId-000000000000".to_owned(), &item);
+        let window = row.open_window.expect("an open window");
+        assert_eq!(window.start, "2025-12-01T00:00:00.000Z");
+        assert_eq!(window.describe(), "[00:00:00.000Z, 00:01:00.000Z) 42 records, 120 B of state, closing");
+        assert_eq!(serde_json::to_value(&window).unwrap()["records"], 42);
+        item.remove("window_start");
+        item.remove("window_end");
+        assert!(shard_row("shardId-000000000000".to_owned(), &item).open_window.is_none());
+    }
+
+    #[test]
+    fn rows_written_before_windows_existed_still_read() {
+        let old = r#"{"stream_arn":"s","function_arn":"f","role_arn":"r","region":"us-east-1",
+            "starting_position":"TRIM_HORIZON","batch_size":10,"batching_window_seconds":0,
+            "parallelization_factor":1,"maximum_retry_attempts":-1,"maximum_record_age_seconds":-1,
+            "bisect_batch_on_function_error":false,"report_batch_item_failures":false,
+            "on_failure_destination":null}"#;
+        let row: MappingRow = serde_json::from_str(old).unwrap();
+        assert_eq!((row.tumbling_window_seconds, row.filter_criteria.len()), (0, 0));
+        let settings = row.settings().unwrap();
+        assert_eq!(settings.tumbling_window_seconds, 0);
+        assert!(settings.filter_criteria.is_empty());
+    }
+
+    #[test]
+    fn at_timestamp_and_a_bad_pattern_are_read_as_aws_reads_them() {
+        let row = MappingRow {
+            starting_position: "AT_TIMESTAMP".to_owned(),
+            starting_position_timestamp: Some(1_764_547_200.25),
+            ..serde_json::from_str(
+                r#"{"stream_arn":"s","function_arn":"f","role_arn":"r","region":"r",
+                "starting_position":"LATEST","batch_size":10,"batching_window_seconds":0,"parallelization_factor":1,
+                "maximum_retry_attempts":-1,"maximum_record_age_seconds":-1,"bisect_batch_on_function_error":false,
+                "report_batch_item_failures":false,"on_failure_destination":null}"#,
+            )
+            .unwrap()
+        };
+        assert_eq!(row.settings().unwrap().starting_position, StartingPosition::AtTimestamp(1_764_547_200_250));
+        assert!(row.describe().contains("from AT_TIMESTAMP 2025-12-01T00:00:00.250Z"), "{}", row.describe());
+        let bad = MappingRow { filter_criteria: vec![r#"{"data": {"kind": "reading"}}"#.to_owned()], ..row };
+        let error = bad.settings().unwrap_err().to_string();
+        assert!(error.starts_with("Invalid filter pattern definition."), "{error}");
+    }
 }
