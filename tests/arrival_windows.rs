@@ -123,7 +123,6 @@ async fn window_rows(clients: &Clients, table: &str) -> HashMap<(i64, i64), (u64
 }
 
 #[tokio::test]
-#[ignore = "needs the test emulator (tests/run.sh) and the arrival-windows zip"]
 async fn a_windows_final_invoke_carries_every_batch_and_filtered_records_are_skipped() {
     let clients = Clients::new(&support::sdk_config().await);
     let prefix = support::prefix("arrival");
