@@ -181,10 +181,8 @@ fn drift(ctx: &Ctx<'_>, spec: &EventSourceMapping, current: &EventSourceMappingC
             drift.push("tumbling window");
         }
     }
-    // Likewise: an emulator that drops filters reports none, which is not drift.
-    if let Some(filters) = current.filter_criteria().map(|f| f.filters())
-        && !same_patterns(filters, &spec.filter_criteria)
-    {
+    // A mapping without filters has no `FilterCriteria` in the answer.
+    if !same_patterns(current.filter_criteria().map_or(&[], |f| f.filters()), &spec.filter_criteria) {
         drift.push("filter criteria");
     }
     drift
@@ -379,4 +377,23 @@ async fn destroy(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> Result<Removal> {
     })
     .await?;
     Ok(Removal::Deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(pattern: &str) -> Filter {
+        Filter::builder().pattern(pattern).build()
+    }
+
+    #[test]
+    fn filter_patterns_compare_as_json_in_any_order() {
+        let declared = vec![r#"{"data": {"kind": ["reading"]}}"#.to_owned(), r#"{"data": {"v": [1]}}"#.to_owned()];
+        let reformatted = [filter(r#"{"data":{"v":[1]}}"#), filter(r#"{ "data" : { "kind" : [ "reading" ] } }"#)];
+        assert!(same_patterns(&reformatted, &declared));
+        assert!(!same_patterns(&reformatted[..1], &declared), "one pattern missing");
+        assert!(!same_patterns(&[filter(r#"{"data":{"v":[2]}}"#), reformatted[1].clone()], &declared));
+        assert!(same_patterns(&[], &[]));
+    }
 }
