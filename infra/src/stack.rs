@@ -161,8 +161,9 @@ pub struct EventSourceMapping {
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     /// Streams only: on an emulator, labs' stream-trigger runner executes this mapping (with
-    /// AWS's retry, bisect and on-failure semantics) instead of the emulator's own poller. AWS
-    /// ignores it. The engine does not read it.
+    /// AWS's retry, bisect and on-failure semantics) instead of the emulator's own poller. A
+    /// mapping with a tumbling window, filter patterns or `AT_TIMESTAMP` goes to the runner there
+    /// without it (emulators lack those). AWS ignores it. The engine does not read it.
     #[serde(default)]
     pub runner: bool,
 }
