@@ -6,18 +6,39 @@
 //! under our name without our tags, which the next `up` rightly refuses to adopt (a conflict) and
 //! `down` leaves alone. Every resource of example 2 (topic, queues, subscriptions, table, role,
 //! function, mapping) keeps its create-time tags on MiniStack, so every kill point is fair, and
-//! its `up` (about 9 s) has many of them.
+//! its `up` (about 9 s) has many of them. The kills come when the target shows a point reached.
 
 mod support;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use labs_infra::{Clients, TAG_PREFIX};
 use support::{Teardown, labs, labs_bin, prefix};
 
-/// After start: before anything exists, during the queues, around the role and the function.
-const KILL_AFTER_MILLIS: [u64; 4] = [150, 900, 2_500, 5_000];
+/// How far `up` has got: the prefix's queues, and whether its function exists. Cheap enough to
+/// ask every few milliseconds while `up` runs.
+async fn progress(clients: &Clients, prefix: &str) -> Progress {
+    let queues = clients.sqs.list_queues().queue_name_prefix(format!("{prefix}-")).send().await.unwrap();
+    let function = clients.lambda.get_function().function_name(format!("{prefix}-ex2-shipping-worker")).send().await;
+    Progress { queues: queues.queue_urls().len(), function: function.is_ok() }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    queues: usize,
+    function: bool,
+}
+
+type Reached = fn(Progress) -> bool;
+
+/// The kill points, by what exists (not by time, which a loaded machine stretches): the first
+/// queue, most of them (the dead-letter queues come first), the function.
+const KILL_POINTS: [(&str, Reached); 3] = [
+    ("the first queue", |at| at.queues >= 1),
+    ("four queues", |at| at.queues >= 4),
+    ("the function", |at| at.function),
+];
 
 /// Every resource on the target named `<prefix>-...` or tagged with the prefix, by kind.
 async fn leftovers(clients: &Clients, prefix: &str) -> Vec<String> {
@@ -91,29 +112,34 @@ async fn leftovers(clients: &Clients, prefix: &str) -> Vec<String> {
 fn up_killed_at_several_points_then_up_and_down_leave_nothing_of_the_prefix() {
     let p = prefix("killedup");
     let _teardown = Teardown { prefix: &p, example: "example-2" };
-    for delay in KILL_AFTER_MILLIS {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let clients = runtime.block_on(async { Clients::new(&support::sdk_config().await) });
+    let mut interrupted = Vec::new();
+    for (point, reached) in KILL_POINTS {
         let mut up = Command::new(labs_bin())
             .args(["--prefix", &p, "up", "example-2"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start labs up");
-        std::thread::sleep(Duration::from_millis(delay));
-        up.kill().ok(); // SIGKILL: no cleanup of any kind; an `up` that already ended is fine too
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while up.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            if reached(runtime.block_on(progress(&clients, &p))) {
+                up.kill().ok(); // SIGKILL: no cleanup of any kind
+                interrupted.push(point);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        up.kill().ok(); // an `up` still running at the deadline
         up.wait().unwrap();
     }
-    let partial = labs(&p, &["up", "example-2", "--dry-run", "--json"]).ok().json();
-    let actions: Vec<&str> =
-        partial["changes"].as_array().unwrap().iter().map(|c| c["action"]["action"].as_str().unwrap()).collect();
-    eprintln!("after the kills: {actions:?}");
-    assert!(actions.iter().any(|a| *a != "create"), "the kills came after `up` had created something: {actions:?}");
+    assert!(interrupted.len() >= 2, "`up` was killed mid-way at several points: {interrupted:?}");
     labs(&p, &["up", "example-2"]).ok();
     let again = labs(&p, &["up", "example-2", "--json"]).ok().json();
     let changes = again["changes"].as_array().unwrap();
     assert!(changes.iter().all(|c| c["action"]["action"] == "unchanged"), "the interrupted up was finished: {again}");
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let clients = runtime.block_on(async { Clients::new(&support::sdk_config().await) });
     assert!(!runtime.block_on(leftovers(&clients, &p)).is_empty(), "the check sees what `up` made");
     labs(&p, &["down", "example-2"]).ok();
     let left = runtime.block_on(leftovers(&clients, &p));

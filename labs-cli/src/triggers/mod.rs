@@ -65,7 +65,7 @@ pub fn executor(target: &Target, stack: &Stack) -> Executor {
 }
 
 fn stream_mappings(stack: &Stack) -> impl Iterator<Item = &EventSourceMapping> {
-    stack.event_source_mappings.iter().filter(|m| !matches!(m.source, MappingSource::SqsQueue(_)))
+    stack.event_source_mappings.iter().filter(|m| m.reads_a_stream())
 }
 
 /// Whether the runner executes a stream mapping on an emulator: it opts in (`runner = true`), or
