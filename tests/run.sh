@@ -36,10 +36,12 @@ fi
 # Build every Lambda once up front (installs cargo-lambda and zig on first use), so tests
 # that deploy functions do not each wait for the compiler.
 "$labs" build
-# The stream-trigger runner's own tests deploy a probe function no example declares.
+# The stream-trigger runner's own tests deploy a probe function no example declares, and
+# tests/arrival_windows.rs example 6's arrival-windows function.
 venv_bin="$("$labs" emulator path)/venv/bin"
 PATH="$venv_bin:$PATH" CARGO_TARGET_DIR=target/lambda-build "$venv_bin/cargo-lambda" lambda build --quiet \
-  --x86-64 --output-format zip --lambda-dir target/lambda-build/lambda --package trigger-probe
+  --x86-64 --output-format zip --lambda-dir target/lambda-build/lambda --package trigger-probe \
+  --package arrival-windows
 
 # The functions' DynamoDB store tests and the engine's ownership tests talk to the same emulator.
 export CDC_INDEXER_TEST_ENDPOINT="$endpoint"

@@ -4,8 +4,10 @@
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_lambda::types::{
-    DestinationConfig, EventSourceMappingConfiguration, EventSourcePosition, FunctionResponseType, OnFailure,
+    DestinationConfig, EventSourceMappingConfiguration, EventSourcePosition, Filter, FilterCriteria,
+    FunctionResponseType, OnFailure,
 };
+use aws_smithy_types::DateTime;
 
 use crate::model::{Action, Change, Ctx, Kind, Removal, resource};
 use crate::sdk_error::{ErrorClass, SdkContext, SdkOutcome};
@@ -54,10 +56,21 @@ async fn source_arn(ctx: &Ctx<'_>, source: &MappingSource) -> Result<Option<Stri
     }
 }
 
-/// Streams have positions, retry limits and bisection; queues have none of these (SQS retries
-/// through the queue's visibility timeout and redrive policy), and AWS refuses them there.
-fn reads_a_stream(spec: &EventSourceMapping) -> bool {
-    !matches!(spec.source, MappingSource::SqsQueue(_))
+/// `FilterCriteria` as Lambda takes it; with no patterns, an empty one (which removes filters).
+fn filter_criteria(spec: &EventSourceMapping) -> FilterCriteria {
+    let filters = spec.filter_criteria.iter().map(|pattern| Filter::builder().pattern(pattern).build());
+    FilterCriteria::builder().set_filters((!spec.filter_criteria.is_empty()).then(|| filters.collect())).build()
+}
+
+/// Filter patterns compared as JSON, so a service that reformats them shows no drift.
+fn same_patterns(current: &[Filter], declared: &[String]) -> bool {
+    let parse = |text: &str| serde_json::from_str::<serde_json::Value>(text).ok();
+    let mut current: Vec<_> = current.iter().map(|f| f.pattern().and_then(parse)).collect();
+    let mut declared: Vec<_> = declared.iter().map(|p| parse(p)).collect();
+    let key = |v: &Option<serde_json::Value>| v.as_ref().map(|v| v.to_string());
+    current.sort_by_key(key);
+    declared.sort_by_key(key);
+    current == declared
 }
 
 async fn find_mapping(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> Result<Option<EventSourceMappingConfiguration>> {
@@ -150,7 +163,7 @@ fn drift(ctx: &Ctx<'_>, spec: &EventSourceMapping, current: &EventSourceMappingC
     if current.function_response_types() != response_types(spec).as_slice() {
         drift.push("response types");
     }
-    if reads_a_stream(spec) {
+    if spec.reads_a_stream() {
         if current.parallelization_factor().unwrap_or(1) != spec.parallelization_factor.unwrap_or(1) {
             drift.push("parallelization factor");
         }
@@ -168,13 +181,18 @@ fn drift(ctx: &Ctx<'_>, spec: &EventSourceMapping, current: &EventSourceMappingC
             drift.push("tumbling window");
         }
     }
+    // A mapping without filters has no `FilterCriteria` in the answer.
+    if !same_patterns(current.filter_criteria().map_or(&[], |f| f.filters()), &spec.filter_criteria) {
+        drift.push("filter criteria");
+    }
     drift
 }
 
 fn settings(spec: &EventSourceMapping) -> String {
-    let mut settings = match &spec.starting_position {
-        Some(position) => format!("from {position}, batch {}", spec.batch_size),
-        None => format!("batch {}", spec.batch_size),
+    let mut settings = match (&spec.starting_position, spec.starting_position_timestamp) {
+        (Some(position), Some(seconds)) => format!("from {position} {seconds}, batch {}", spec.batch_size),
+        (Some(position), None) => format!("from {position}, batch {}", spec.batch_size),
+        (None, _) => format!("batch {}", spec.batch_size),
     };
     if spec.bisect_batch_on_function_error {
         settings.push_str(", bisect on error");
@@ -193,6 +211,9 @@ fn settings(spec: &EventSourceMapping) -> String {
     }
     if let Some(window) = spec.tumbling_window_seconds {
         settings.push_str(&format!(", {window} s tumbling window"));
+    }
+    if !spec.filter_criteria.is_empty() {
+        settings.push_str(&format!(", {} filter patterns", spec.filter_criteria.len()));
     }
     if let Some(destination) = &spec.on_failure {
         let (FailureDestination::SqsQueue(name) | FailureDestination::SnsTopic(name)) = destination;
@@ -238,12 +259,14 @@ async fn create(ctx: &Ctx<'_>, spec: &EventSourceMapping, name: &str) -> Result<
     let Some(arn) = source_arn(ctx, &spec.source).await? else {
         bail!("the source of {name} does not exist");
     };
-    let stream = reads_a_stream(spec);
+    let stream = spec.reads_a_stream();
     let created = lambda
         .create_event_source_mapping()
         .function_name(ctx.vars.name(&spec.function))
         .event_source_arn(arn)
         .set_starting_position(spec.starting_position.as_deref().map(EventSourcePosition::from))
+        .set_starting_position_timestamp(spec.starting_position_timestamp.map(DateTime::from_secs_f64))
+        .set_filter_criteria((!spec.filter_criteria.is_empty()).then(|| filter_criteria(spec)))
         .batch_size(spec.batch_size)
         .maximum_batching_window_in_seconds(spec.maximum_batching_window_seconds)
         .set_bisect_batch_on_function_error(stream.then_some(spec.bisect_batch_on_function_error))
@@ -284,7 +307,7 @@ async fn create(ctx: &Ctx<'_>, spec: &EventSourceMapping, name: &str) -> Result<
 }
 
 async fn update(ctx: &Ctx<'_>, spec: &EventSourceMapping, name: &str, uuid: &str) -> Result<()> {
-    let stream = reads_a_stream(spec);
+    let stream = spec.reads_a_stream();
     ctx.clients
         .lambda
         .update_event_source_mapping()
@@ -297,6 +320,7 @@ async fn update(ctx: &Ctx<'_>, spec: &EventSourceMapping, name: &str, uuid: &str
         .set_parallelization_factor(stream.then(|| spec.parallelization_factor.unwrap_or(1)))
         .set_maximum_record_age_in_seconds(stream.then(|| spec.maximum_record_age_seconds.unwrap_or(-1)))
         .set_tumbling_window_in_seconds(stream.then(|| spec.tumbling_window_seconds.unwrap_or(0)))
+        .filter_criteria(filter_criteria(spec))
         .set_destination_config(stream.then(|| destination_config(ctx, spec)))
         .enabled(spec.enabled)
         .send()
@@ -353,4 +377,23 @@ async fn destroy(ctx: &Ctx<'_>, spec: &EventSourceMapping) -> Result<Removal> {
     })
     .await?;
     Ok(Removal::Deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter(pattern: &str) -> Filter {
+        Filter::builder().pattern(pattern).build()
+    }
+
+    #[test]
+    fn filter_patterns_compare_as_json_in_any_order() {
+        let declared = vec![r#"{"data": {"kind": ["reading"]}}"#.to_owned(), r#"{"data": {"v": [1]}}"#.to_owned()];
+        let reformatted = [filter(r#"{"data":{"v":[1]}}"#), filter(r#"{ "data" : { "kind" : [ "reading" ] } }"#)];
+        assert!(same_patterns(&reformatted, &declared));
+        assert!(!same_patterns(&reformatted[..1], &declared), "one pattern missing");
+        assert!(!same_patterns(&[filter(r#"{"data":{"v":[2]}}"#), reformatted[1].clone()], &declared));
+        assert!(same_patterns(&[], &[]));
+    }
 }

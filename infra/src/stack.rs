@@ -131,8 +131,12 @@ pub struct Function {
 pub struct EventSourceMapping {
     pub function: String,
     pub source: MappingSource,
-    /// Streams only: `TRIM_HORIZON` or `LATEST`. Queues have no position.
+    /// Streams only: `TRIM_HORIZON`, `LATEST` or (Kinesis only) `AT_TIMESTAMP`. Queues have no
+    /// position.
     pub starting_position: Option<String>,
+    /// With `AT_TIMESTAMP` only: Unix time in seconds (`StartingPositionTimestamp`); reading
+    /// starts at the first record that arrived at or after it.
+    pub starting_position_timestamp: Option<f64>,
     pub batch_size: i32,
     #[serde(default)]
     pub maximum_batching_window_seconds: i32,
@@ -149,12 +153,17 @@ pub struct EventSourceMapping {
     pub on_failure: Option<FailureDestination>,
     /// Streams only: a tumbling window of this many seconds (1 to 900) whose state the function keeps.
     pub tumbling_window_seconds: Option<i32>,
+    /// `FilterCriteria`: up to 5 AWS filter patterns (JSON objects, as text), OR-ed; a record
+    /// matching none is never delivered (on a stream, it is checkpointed past). Empty: no filter.
+    #[serde(default)]
+    pub filter_criteria: Vec<String>,
     /// A disabled mapping exists, tagged, but Lambda does not poll it (labs' own runner may).
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
     /// Streams only: on an emulator, labs' stream-trigger runner executes this mapping (with
-    /// AWS's retry, bisect and on-failure semantics) instead of the emulator's own poller. AWS
-    /// ignores it. The engine does not read it.
+    /// AWS's retry, bisect and on-failure semantics) instead of the emulator's own poller. A
+    /// mapping with a tumbling window, filter patterns or `AT_TIMESTAMP` goes to the runner there
+    /// without it (emulators lack those). AWS ignores it. The engine does not read it.
     #[serde(default)]
     pub runner: bool,
 }
@@ -306,6 +315,91 @@ impl Stack {
     }
 }
 
+/// Up to 5 filters per mapping: AWS's default quota.
+pub const MAX_FILTERS: usize = 5;
+
+impl Stack {
+    /// The mapping settings AWS checks at `CreateEventSourceMapping`, checked when the
+    /// declaration is loaded, so a mistake is one line before anything is created. (The filter
+    /// patterns' own syntax is checked where they are matched, by the runner's parser.)
+    pub fn check_mappings(&self) -> Result<(), String> {
+        for mapping in &self.event_source_mappings {
+            let source = match &mapping.source {
+                MappingSource::KinesisStream(s)
+                | MappingSource::DynamodbTableStream(s)
+                | MappingSource::SqsQueue(s) => s,
+            };
+            mapping.check().map_err(|e| format!("the mapping {source} -> {}: {e}", mapping.function))?;
+        }
+        Ok(())
+    }
+}
+
+impl EventSourceMapping {
+    /// Whether it reads a Kinesis or DynamoDB stream. Streams have positions, retry limits and
+    /// bisection; queues have none of these (SQS retries through the queue's visibility timeout
+    /// and redrive policy), and AWS refuses them there.
+    pub fn reads_a_stream(&self) -> bool {
+        !matches!(self.source, MappingSource::SqsQueue(_))
+    }
+
+    /// Its settings within the ranges AWS accepts, and only where AWS takes them.
+    pub fn check(&self) -> Result<(), String> {
+        let from_stream = self.reads_a_stream();
+        let in_range = |value: Option<i32>, range: std::ops::RangeInclusive<i32>, what: &str| match value {
+            Some(_) if !from_stream => Err(format!("{what} applies to stream mappings only")),
+            Some(v) if !range.contains(&v) => Err(format!("{what} {v} is outside {range:?}")),
+            _ => Ok(()),
+        };
+        in_range(self.parallelization_factor, 1..=10, "parallelization factor")?;
+        if self.maximum_record_age_seconds != Some(-1) {
+            in_range(self.maximum_record_age_seconds, 60..=604_800, "maximum record age")?;
+        }
+        in_range(self.tumbling_window_seconds, 1..=900, "tumbling window")?;
+        if self.on_failure.is_some() && !from_stream {
+            return Err("on-failure destinations apply to stream mappings only".to_owned());
+        }
+        self.check_starting_position(from_stream)?;
+        self.check_filters()
+    }
+
+    fn check_starting_position(&self, from_stream: bool) -> Result<(), String> {
+        match (self.starting_position.as_deref(), self.starting_position_timestamp) {
+            (Some(_), _) if !from_stream => Err("queues have no starting position".to_owned()),
+            (None, None) if from_stream => Err("a stream mapping needs a starting_position".to_owned()),
+            (Some("AT_TIMESTAMP"), _) if matches!(self.source, MappingSource::DynamodbTableStream(_)) => {
+                Err("AT_TIMESTAMP is for Kinesis streams only: DynamoDB streams reject it, as AWS does \
+                     (Unsupported starting position for arn type)"
+                    .to_owned())
+            }
+            (Some("AT_TIMESTAMP"), Some(seconds)) if seconds.is_finite() && seconds >= 0.0 => Ok(()),
+            (Some("AT_TIMESTAMP"), _) => {
+                Err("AT_TIMESTAMP needs starting_position_timestamp, a Unix time in seconds".to_owned())
+            }
+            (Some("TRIM_HORIZON" | "LATEST") | None, Some(_)) => {
+                Err("starting_position_timestamp goes with starting_position = \"AT_TIMESTAMP\" only".to_owned())
+            }
+            (Some("TRIM_HORIZON" | "LATEST") | None, None) => Ok(()),
+            (Some(other), _) => {
+                Err(format!("starting position {other:?} is not one of TRIM_HORIZON, LATEST, AT_TIMESTAMP"))
+            }
+        }
+    }
+
+    fn check_filters(&self) -> Result<(), String> {
+        if self.filter_criteria.len() > MAX_FILTERS {
+            return Err(format!("{} filters: at most {MAX_FILTERS} are allowed", self.filter_criteria.len()));
+        }
+        for pattern in &self.filter_criteria {
+            match serde_json::from_str::<serde_json::Value>(pattern) {
+                Ok(serde_json::Value::Object(_)) => {}
+                _ => return Err(format!("the filter pattern {pattern} is not a JSON object")),
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
     #[error("{0} provisions nothing yet: its lab has not been built")]
@@ -318,11 +412,17 @@ pub enum StackError {
 pub fn load(example: &str) -> Result<Stack, StackError> {
     let (_, source) =
         SOURCES.iter().find(|(name, _)| *name == example).ok_or_else(|| StackError::NotDeclared(example.to_owned()))?;
+    parse(example, source)
+}
+
+/// A declaration's text, read and checked.
+fn parse(example: &str, source: &str) -> Result<Stack, StackError> {
     let stack: Stack =
         toml::from_str(source).map_err(|e| StackError::Invalid(example.to_owned(), e.message().to_owned()))?;
     if stack.example != example {
         return Err(StackError::Invalid(example.to_owned(), format!("it names itself {}", stack.example)));
     }
+    stack.check_mappings().map_err(|e| StackError::Invalid(example.to_owned(), e))?;
     Ok(stack)
 }
 
@@ -351,9 +451,6 @@ mod tests {
                     }
                     MappingSource::SqsQueue(q) => assert!(stack.sqs_queues.iter().any(|d| &d.name == q)),
                 }
-                let from_stream = !matches!(mapping.source, MappingSource::SqsQueue(_));
-                assert_eq!(mapping.starting_position.is_some(), from_stream, "{name}: starting position");
-                check_stream_only_settings(mapping, from_stream).unwrap_or_else(|e| panic!("{name}: {e}"));
                 match &mapping.on_failure {
                     Some(FailureDestination::SqsQueue(q)) => assert!(stack.sqs_queues.iter().any(|d| &d.name == q)),
                     Some(FailureDestination::SnsTopic(t)) => assert!(stack.sns_topics.iter().any(|d| &d.name == t)),
@@ -375,24 +472,6 @@ mod tests {
         }
     }
 
-    /// The settings AWS takes only on stream mappings, within the ranges it accepts.
-    fn check_stream_only_settings(mapping: &EventSourceMapping, from_stream: bool) -> Result<(), String> {
-        let in_range = |value: Option<i32>, range: std::ops::RangeInclusive<i32>, what: &str| match value {
-            Some(_) if !from_stream => Err(format!("{what} applies to stream mappings only")),
-            Some(v) if !range.contains(&v) => Err(format!("{what} {v} is outside {range:?}")),
-            _ => Ok(()),
-        };
-        in_range(mapping.parallelization_factor, 1..=10, "parallelization factor")?;
-        if mapping.maximum_record_age_seconds != Some(-1) {
-            in_range(mapping.maximum_record_age_seconds, 60..=604_800, "maximum record age")?;
-        }
-        in_range(mapping.tumbling_window_seconds, 1..=900, "tumbling window")?;
-        if mapping.on_failure.is_some() && !from_stream {
-            return Err("on-failure destinations apply to stream mappings only".to_owned());
-        }
-        Ok(())
-    }
-
     #[test]
     fn stream_only_settings_are_checked() {
         let mapping: EventSourceMapping = toml::from_str(
@@ -411,18 +490,61 @@ mod tests {
         .unwrap();
         assert!(!mapping.enabled);
         assert_eq!(mapping.on_failure, Some(FailureDestination::SqsQueue("failures".into())));
-        assert_eq!(check_stream_only_settings(&mapping, true), Ok(()));
-        assert_eq!(
-            check_stream_only_settings(&mapping, false),
-            Err("parallelization factor applies to stream mappings only".into())
-        );
+        assert_eq!(mapping.check(), Ok(()));
+        let from_queue = EventSourceMapping { source: MappingSource::SqsQueue("q".into()), ..mapping.clone() };
+        assert_eq!(from_queue.check(), Err("parallelization factor applies to stream mappings only".into()));
         let too_wide = EventSourceMapping { parallelization_factor: Some(11), ..mapping.clone() };
-        assert_eq!(
-            check_stream_only_settings(&too_wide, true),
-            Err("parallelization factor 11 is outside 1..=10".into())
+        assert_eq!(too_wide.check(), Err("parallelization factor 11 is outside 1..=10".into()));
+        let too_young = EventSourceMapping { maximum_record_age_seconds: Some(30), ..mapping.clone() };
+        assert!(too_young.check().is_err());
+        for (window, valid) in [(0, false), (1, true), (900, true), (901, false)] {
+            let windowed = EventSourceMapping { tumbling_window_seconds: Some(window), ..mapping.clone() };
+            assert_eq!(windowed.check().is_ok(), valid, "{window}");
+        }
+    }
+
+    fn kinesis_mapping(extra: &str) -> EventSourceMapping {
+        toml::from_str(&format!("function = \"f\"\nsource = {{ kinesis_stream = \"s\" }}\nbatch_size = 10\n{extra}"))
+            .unwrap()
+    }
+
+    #[test]
+    fn at_timestamp_needs_its_time_and_a_kinesis_stream() {
+        let at = kinesis_mapping("starting_position = \"AT_TIMESTAMP\"\nstarting_position_timestamp = 1764547200.5");
+        assert_eq!(at.check(), Ok(()));
+        let table_stream = EventSourceMapping { source: MappingSource::DynamodbTableStream("t".into()), ..at.clone() };
+        assert!(table_stream.check().unwrap_err().contains("Unsupported starting position for arn type"));
+        let no_time = EventSourceMapping { starting_position_timestamp: None, ..at.clone() };
+        assert!(no_time.check().unwrap_err().contains("needs starting_position_timestamp"));
+        let time_without = EventSourceMapping { starting_position: Some("LATEST".into()), ..at };
+        assert!(time_without.check().unwrap_err().contains("with starting_position = \"AT_TIMESTAMP\" only"));
+        let unknown = kinesis_mapping("starting_position = \"EARLIEST\"");
+        assert!(unknown.check().unwrap_err().contains("\"EARLIEST\" is not one of"));
+    }
+
+    #[test]
+    fn filter_patterns_are_json_objects_and_at_most_five() {
+        let filtered = kinesis_mapping(
+            "starting_position = \"LATEST\"\nfilter_criteria = ['{\"data\": {\"kind\": [\"reading\"]}}']",
         );
-        let too_young = EventSourceMapping { maximum_record_age_seconds: Some(30), ..mapping };
-        assert!(check_stream_only_settings(&too_young, true).is_err());
+        assert_eq!(filtered.filter_criteria.len(), 1);
+        assert_eq!(filtered.check(), Ok(()));
+        let not_an_object = EventSourceMapping { filter_criteria: vec!["[1]".into()], ..filtered.clone() };
+        assert_eq!(not_an_object.check(), Err("the filter pattern [1] is not a JSON object".into()));
+        let six = EventSourceMapping { filter_criteria: vec!["{}".into(); 6], ..filtered };
+        assert_eq!(six.check(), Err("6 filters: at most 5 are allowed".into()));
+    }
+
+    #[test]
+    fn a_bad_mapping_fails_the_load_in_one_line() {
+        let source = "example = \"x\"\n[[event_source_mappings]]\nfunction = \"f\"\n\
+                      source = { dynamodb_table_stream = \"t\" }\nstarting_position = \"LATEST\"\n\
+                      batch_size = 10\ntumbling_window_seconds = 901\n";
+        let error = parse("x", source).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "infra/stacks/x.toml is not a valid declaration: the mapping t -> f: tumbling window 901 is outside 1..=900"
+        );
     }
 
     #[test]

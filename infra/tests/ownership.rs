@@ -267,6 +267,7 @@ async fn a_disabled_stream_mapping_keeps_its_stream_settings_and_destination() {
         parallelization_factor = 2
         maximum_record_age_seconds = 3600
         tumbling_window_seconds = 30
+        filter_criteria = ['{"data": {"kind": ["reading"]}}']
         on_failure = { sqs_queue = "failures" }
         enabled = false
         "#,
@@ -294,6 +295,9 @@ async fn a_disabled_stream_mapping_keeps_its_stream_settings_and_destination() {
     assert_eq!(mapping.state(), Some("Disabled"));
     assert_eq!(mapping.parallelization_factor(), Some(2));
     assert_eq!(mapping.maximum_record_age_in_seconds(), Some(3600));
+    let patterns: Vec<_> = mapping.filter_criteria().map(|f| f.filters().to_vec()).unwrap_or_default();
+    let patterns: Vec<_> = patterns.iter().filter_map(|f| f.pattern()).collect();
+    assert_eq!(patterns, ["{\"data\": {\"kind\": [\"reading\"]}}"], "the filter went into CreateEventSourceMapping");
     let destination = mapping.destination_config().and_then(|d| d.on_failure()).and_then(|o| o.destination());
     assert_eq!(
         destination,
@@ -305,6 +309,7 @@ async fn a_disabled_stream_mapping_keeps_its_stream_settings_and_destination() {
         parallelization_factor: None,
         maximum_record_age_seconds: None,
         tumbling_window_seconds: None,
+        filter_criteria: Vec::new(),
         on_failure: None,
         ..tuned
     };
@@ -313,6 +318,7 @@ async fn a_disabled_stream_mapping_keeps_its_stream_settings_and_destination() {
     let change = drifted.changes.iter().find(|c| c.kind == Kind::EventSourceMapping).unwrap();
     let Action::Update(what) = &change.action else { panic!("{change:?}") };
     assert!(what.contains("parallelization factor") && what.contains("on-failure destination"), "{what}");
+    assert!(what.contains("filter criteria"), "{what}");
     engine.apply(&plain_stack, &drifted, &artifacts, &quiet).await.unwrap();
     let settled = engine.plan(&plain_stack, &artifacts).await.unwrap();
     assert!(settled.is_noop(), "{settled:#?}");

@@ -42,7 +42,8 @@ pub struct GlobalArgs {
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
     /// On an emulator, let its own event source mappings run stream triggers instead of labs'
-    /// runner (which has AWS's retry, bisect and on-failure semantics).
+    /// runner (which has AWS's retry, bisect and on-failure semantics, tumbling windows,
+    /// filters and AT_TIMESTAMP).
     #[arg(long, global = true, env = "LABS_ENDPOINT_MAPPINGS")]
     pub endpoint_mappings: bool,
 }

@@ -238,6 +238,7 @@ fn show_mappings(mappings: &[triggers::MappingStatus], out: Output) {
                     or_dash(s.retries_in_progress.map(|n| n.to_string())),
                     or_dash(s.last_result.clone()),
                     or_dash(s.discarded_batches.map(|n| n.to_string())),
+                    or_dash(s.open_window.as_ref().map(|w| w.describe())),
                 ]
             })
         })
@@ -253,6 +254,7 @@ fn show_mappings(mappings: &[triggers::MappingStatus], out: Output) {
                 "retries in progress",
                 "last result",
                 "sent to on-failure since start",
+                "open tumbling window",
             ],
             shards,
         );

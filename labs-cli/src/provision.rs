@@ -39,6 +39,7 @@ struct PlanWithCost<'a> {
 /// Stream mappings the runner executes are created disabled, and the runner gets their settings
 /// from `declared` (a changed declaration changes them) and is started if it is not running.
 pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, out: Output) -> Result<()> {
+    triggers::check(declared)?;
     let stack = &triggers::for_engine(target, declared);
     let artifacts = build_for(stack)?;
     let engine = Engine::connect(&target.clients, &target.prefix).await?;

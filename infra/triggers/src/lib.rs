@@ -142,6 +142,7 @@ pub use position::{IteratorStart, ShardHistory, iterator_start};
 pub use record::{Millis, Record, RecordMeta, ShardContext, SourceKind};
 pub use settings::{MappingSettings, Pacing, RecordAgeLimit, RetryLimit, SettingsError, StartingPosition};
 pub use shard::{CompletionError, Discard, Invocation, InvocationId, ShardMachine, ShardStatus, Step};
+pub use timefmt::iso_millis;
 pub use window::{
     MAX_WINDOW_STATE_BYTES, OpenWindowStatus, WINDOW_QUIET_MILLIS, WindowInvocation, WindowState, state_bytes,
 };

@@ -5,8 +5,10 @@
 //! and prefix (`process.rs`, `serve.rs`), with the settings the declaration gives, kept in a
 //! settings row of the `<prefix>-triggers-checkpoints` table (`rows.rs`).
 //!
-//! A stream mapping opts in with `runner = true`; the others (tumbling windows are not in the
-//! runner yet) keep the endpoint's own mappings. `--endpoint-mappings` keeps them everywhere. The
+//! A stream mapping opts in with `runner = true`; one that uses what emulators lack (tumbling
+//! windows, `FilterCriteria`, `AT_TIMESTAMP`: MiniStack stores no window, reads `AT_TIMESTAMP` as
+//! `LATEST` and filters its own way) goes to the runner on an emulator anyway. The others keep
+//! the endpoint's own mappings. `--endpoint-mappings` keeps them all there. The
 //! table belongs to a stack of its own ([`TABLE_STACK`]), shared by every example of a prefix
 //! whose mappings the runner executes: the first `up` of one provisions it, the `down` that
 //! leaves the prefix without a runner mapping removes it (after stopping the runner).
@@ -63,12 +65,22 @@ pub fn executor(target: &Target, stack: &Stack) -> Executor {
 }
 
 fn stream_mappings(stack: &Stack) -> impl Iterator<Item = &EventSourceMapping> {
-    stack.event_source_mappings.iter().filter(|m| !matches!(m.source, MappingSource::SqsQueue(_)))
+    stack.event_source_mappings.iter().filter(|m| m.reads_a_stream())
 }
 
-/// The stream mappings that opt in to the runner (`runner = true`); queues never do.
+/// Whether the runner executes a stream mapping on an emulator: it opts in (`runner = true`), or
+/// it needs what only the runner gives there (tumbling windows, filters, `AT_TIMESTAMP`).
+fn on_runner(mapping: &EventSourceMapping) -> bool {
+    mapping.reads_a_stream()
+        && (mapping.runner
+            || mapping.tumbling_window_seconds.is_some()
+            || !mapping.filter_criteria.is_empty()
+            || mapping.starting_position.as_deref() == Some("AT_TIMESTAMP"))
+}
+
+/// The stream mappings the runner executes on an emulator; queues never.
 fn runner_mappings(stack: &Stack) -> impl Iterator<Item = &EventSourceMapping> {
-    stream_mappings(stack).filter(|m| m.runner)
+    stream_mappings(stack).filter(|m| on_runner(m))
 }
 
 fn source_name(mapping: &EventSourceMapping) -> &str {
@@ -88,13 +100,22 @@ pub fn mapping_id(prefix: &str, mapping: &EventSourceMapping) -> String {
 pub fn for_engine(target: &Target, declared: &Stack) -> Stack {
     let mut stack = declared.clone();
     if executor(target, declared) == Executor::Runner {
-        for mapping in &mut stack.event_source_mappings {
-            if mapping.runner && !matches!(mapping.source, MappingSource::SqsQueue(_)) {
-                mapping.enabled = false;
-            }
+        for mapping in stack.event_source_mappings.iter_mut().filter(|m| on_runner(m)) {
+            mapping.enabled = false;
         }
     }
     stack
+}
+
+/// Before `up` creates anything: the settings of every stream mapping as the runner reads them
+/// (filter patterns parsed), so a pattern AWS would refuse is one line, not a half-applied stack.
+pub fn check(declared: &Stack) -> Result<()> {
+    for mapping in stream_mappings(declared) {
+        MappingRow::declared(mapping)?.settings().with_context(|| {
+            format!("{}: the mapping {} -> {} is not valid", declared.example, source_name(mapping), mapping.function)
+        })?;
+    }
+    Ok(())
 }
 
 /// After `up`: provisions the runner's table if the prefix has none yet, writes the settings row
@@ -110,13 +131,6 @@ pub async fn publish(target: &Target, declared: &Stack) -> Result<()> {
         if !mapping.enabled {
             rows::forget(&target.clients.dynamodb, &table, &mapping_id(&target.prefix, mapping)).await?;
             continue;
-        }
-        if mapping.tumbling_window_seconds.is_some() {
-            bail!(
-                "{}: the runner has no tumbling windows yet; drop `runner = true` from {} or use --endpoint-mappings",
-                declared.example,
-                mapping_id(&target.prefix, mapping)
-            );
         }
         let row = row_for(target, mapping).await?;
         rows::write(&target.clients.dynamodb, &table, &mapping_id(&target.prefix, mapping), &row).await?;
@@ -229,17 +243,8 @@ async fn row_for(target: &Target, mapping: &EventSourceMapping) -> Result<Mappin
         function_arn,
         role_arn,
         region: region.clone(),
-        starting_position: mapping.starting_position.clone().unwrap_or_else(|| "TRIM_HORIZON".to_owned()),
-        batch_size: u32::try_from(mapping.batch_size).context("a negative batch size")?,
-        batching_window_seconds: u32::try_from(mapping.maximum_batching_window_seconds)
-            .context("a negative batching window")?,
-        parallelization_factor: u32::try_from(mapping.parallelization_factor.unwrap_or(1))
-            .context("a negative parallelization factor")?,
-        maximum_retry_attempts: i64::from(mapping.maximum_retry_attempts.unwrap_or(-1)),
-        maximum_record_age_seconds: i64::from(mapping.maximum_record_age_seconds.unwrap_or(-1)),
-        bisect_batch_on_function_error: mapping.bisect_batch_on_function_error,
-        report_batch_item_failures: mapping.report_batch_item_failures,
         on_failure_destination,
+        ..MappingRow::declared(mapping)?
     };
     row.settings().with_context(|| format!("the mapping {} is not valid", mapping_id(&target.prefix, mapping)))?;
     Ok(row)
@@ -257,19 +262,48 @@ mod tests {
         }
     }
 
+    fn mapping(extra: &str) -> EventSourceMapping {
+        let text = format!("function = \"f\"\nsource = {{ kinesis_stream = \"s\" }}\nbatch_size = 10\n{extra}");
+        toml::from_str(&text).unwrap()
+    }
+
     #[test]
-    fn runner_mappings_are_stream_mappings_without_windows() {
-        let mut opted_in = Vec::new();
+    fn windows_filters_and_timestamps_go_to_the_runner_even_without_opting_in() {
+        assert!(!on_runner(&mapping("starting_position = \"LATEST\"")));
+        assert!(on_runner(&mapping("starting_position = \"LATEST\"\nrunner = true")));
+        assert!(on_runner(&mapping("starting_position = \"LATEST\"\ntumbling_window_seconds = 60")));
+        assert!(on_runner(&mapping("starting_position = \"LATEST\"\nfilter_criteria = ['{\"data\": {\"a\": [1]}}']")));
+        assert!(on_runner(&mapping("starting_position = \"AT_TIMESTAMP\"\nstarting_position_timestamp = 10")));
+        let queue = EventSourceMapping {
+            source: MappingSource::SqsQueue("q".into()),
+            starting_position: None,
+            filter_criteria: vec!["{}".into()],
+            ..mapping("runner = true")
+        };
+        assert!(!on_runner(&queue), "queues never run on the runner");
+    }
+
+    #[test]
+    fn every_declared_runner_mapping_gives_valid_runner_settings() {
+        let mut on_the_runner = Vec::new();
         for name in stack::declared() {
             let stack = stack::load(name).unwrap();
-            for mapping in stack.event_source_mappings.iter().filter(|m| m.runner) {
-                assert!(!matches!(mapping.source, MappingSource::SqsQueue(_)), "{name}: a queue mapping opts in");
-                assert!(mapping.tumbling_window_seconds.is_none(), "{name}: the runner has no tumbling windows");
-                opted_in.push(name);
+            for mapping in runner_mappings(&stack) {
+                let row = MappingRow {
+                    stream_arn: "arn:aws:kinesis:us-east-1:000000000000:stream/s".into(),
+                    function_arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
+                    role_arn: "arn:aws:iam::000000000000:role/r".into(),
+                    region: "us-east-1".into(),
+                    ..MappingRow::declared(mapping).unwrap()
+                };
+                let settings = row.settings().unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                assert_eq!(settings.tumbling_window_seconds, mapping.tumbling_window_seconds.unwrap_or(0) as u32);
+                assert_eq!(settings.filter_criteria.patterns().len(), mapping.filter_criteria.len(), "{name}");
+                on_the_runner.push(name);
             }
         }
-        for expected in ["example-3", "example-4", "triggers-bench-runner"] {
-            assert!(opted_in.contains(&expected), "{expected} runs on the runner: {opted_in:?}");
+        for expected in ["example-3", "example-4", "example-6", "triggers-bench-runner"] {
+            assert!(on_the_runner.contains(&expected), "{expected} runs on the runner: {on_the_runner:?}");
         }
     }
 }

@@ -9,8 +9,10 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use labs_infra::SdkContext;
+use labs_infra::stack::EventSourceMapping;
 use labs_triggers::runner::StreamMapping;
-use labs_triggers::{MappingSettings, Pacing, StartingPosition};
+use labs_triggers::runner::WindowReport;
+use labs_triggers::{FilterCriteria, MappingSettings, Pacing, StartingPosition, iso_millis};
 use serde::{Deserialize, Serialize};
 
 /// The `shard_id` of a mapping's settings row: no shard id starts with `#`.
@@ -18,7 +20,7 @@ pub const SETTINGS_ROW: &str = "#settings";
 
 /// Everything the runner needs to execute one mapping, as the declaration (or `labs triggers
 /// set`) says. Stored as JSON in the settings row's `mapping` attribute.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MappingRow {
     pub stream_arn: String,
     pub function_arn: String,
@@ -35,19 +37,59 @@ pub struct MappingRow {
     pub bisect_batch_on_function_error: bool,
     pub report_batch_item_failures: bool,
     pub on_failure_destination: Option<String>,
+    /// 0: no window. (Rows written before windows existed have none.)
+    #[serde(default)]
+    pub tumbling_window_seconds: u32,
+    /// `FilterCriteria` patterns, JSON text each.
+    #[serde(default)]
+    pub filter_criteria: Vec<String>,
+    /// With `AT_TIMESTAMP`: Unix time in seconds.
+    #[serde(default)]
+    pub starting_position_timestamp: Option<f64>,
 }
 
 impl MappingRow {
+    /// What the declaration says, without the ARNs and destination (which name provisioned
+    /// resources: empty here).
+    pub fn declared(mapping: &EventSourceMapping) -> Result<Self> {
+        let whole = |value: Option<i32>, default: i32, what: &str| {
+            u32::try_from(value.unwrap_or(default)).with_context(|| format!("a negative {what}"))
+        };
+        Ok(Self {
+            stream_arn: String::new(),
+            function_arn: String::new(),
+            role_arn: String::new(),
+            region: String::new(),
+            starting_position: mapping.starting_position.clone().unwrap_or_else(|| "TRIM_HORIZON".to_owned()),
+            batch_size: whole(Some(mapping.batch_size), 0, "batch size")?,
+            batching_window_seconds: whole(Some(mapping.maximum_batching_window_seconds), 0, "batching window")?,
+            parallelization_factor: whole(mapping.parallelization_factor, 1, "parallelization factor")?,
+            maximum_retry_attempts: i64::from(mapping.maximum_retry_attempts.unwrap_or(-1)),
+            maximum_record_age_seconds: i64::from(mapping.maximum_record_age_seconds.unwrap_or(-1)),
+            bisect_batch_on_function_error: mapping.bisect_batch_on_function_error,
+            report_batch_item_failures: mapping.report_batch_item_failures,
+            on_failure_destination: None,
+            tumbling_window_seconds: whole(mapping.tumbling_window_seconds, 0, "tumbling window")?,
+            filter_criteria: mapping.filter_criteria.clone(),
+            starting_position_timestamp: mapping.starting_position_timestamp,
+        })
+    }
+
     /// The settings, validated as AWS validates them.
     pub fn settings(&self) -> Result<MappingSettings> {
-        let mut settings = MappingSettings::new(StartingPosition::parse(&self.starting_position)?)
+        let position =
+            StartingPosition::parse_with_timestamp(&self.starting_position, self.starting_position_timestamp)?;
+        let filters = FilterCriteria::parse(self.filter_criteria.iter().map(String::as_str))?;
+        let mut settings = MappingSettings::new(position)
             .with_batch_size(self.batch_size)?
             .with_batching_window(self.batching_window_seconds)?
             .with_parallelization_factor(self.parallelization_factor)?
             .with_maximum_retry_attempts(self.maximum_retry_attempts)?
             .with_maximum_record_age(self.maximum_record_age_seconds)?
             .with_bisect(self.bisect_batch_on_function_error)
-            .with_report_batch_item_failures(self.report_batch_item_failures);
+            .with_report_batch_item_failures(self.report_batch_item_failures)
+            .with_tumbling_window(self.tumbling_window_seconds)?
+            .with_filter_criteria(filters);
         if let Some(destination) = &self.on_failure_destination {
             settings = settings.with_on_failure_destination(destination)?;
         }
@@ -69,9 +111,12 @@ impl MappingRow {
     /// The settings in a line, for `labs status`.
     pub fn describe(&self) -> String {
         let limit = |n: i64, unit: &str| if n < 0 { "unlimited".to_owned() } else { format!("{n}{unit}") };
+        let from = match self.starting_position_timestamp {
+            Some(seconds) => format!("{} {}", self.starting_position, iso_millis((seconds * 1000.0).round() as i64)),
+            None => self.starting_position.clone(),
+        };
         let mut text = format!(
-            "from {}, batch {}, retries {}, max age {}, bisect {}, parallel {}",
-            self.starting_position,
+            "from {from}, batch {}, retries {}, max age {}, bisect {}, parallel {}",
             self.batch_size,
             limit(self.maximum_retry_attempts, ""),
             limit(self.maximum_record_age_seconds, " s"),
@@ -80,6 +125,12 @@ impl MappingRow {
         );
         if self.report_batch_item_failures {
             text.push_str(", partial batch responses");
+        }
+        if self.tumbling_window_seconds > 0 {
+            text.push_str(&format!(", {} s tumbling windows", self.tumbling_window_seconds));
+        }
+        if !self.filter_criteria.is_empty() {
+            text.push_str(&format!(", filters {}", self.filter_criteria.join(" or ")));
         }
         if let Some(destination) = &self.on_failure_destination {
             text.push_str(&format!(", failures to {}", destination.rsplit(':').next().unwrap_or(destination)));
@@ -98,6 +149,52 @@ pub struct ShardRow {
     pub retries_in_progress: Option<u64>,
     pub last_result: Option<String>,
     pub discarded_batches: Option<u64>,
+    /// The shard's open tumbling window, as the runner last reported it.
+    pub open_window: Option<OpenWindow>,
+}
+
+/// A shard's open tumbling window, for `labs status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenWindow {
+    /// ISO-8601 UTC, and the same instants in epoch milliseconds.
+    pub start: String,
+    pub end: String,
+    pub start_millis: i64,
+    pub end_millis: i64,
+    /// Records delivered in it so far (checkpointed once it closes).
+    pub records: u64,
+    pub state_bytes: u64,
+    /// Its final invocation is under way or being retried.
+    pub closing: bool,
+}
+
+impl From<WindowReport> for OpenWindow {
+    fn from(window: WindowReport) -> Self {
+        Self {
+            start: iso_millis(window.start_millis),
+            end: iso_millis(window.end_millis),
+            start_millis: window.start_millis,
+            end_millis: window.end_millis,
+            records: window.records,
+            state_bytes: window.state_bytes,
+            closing: window.closing,
+        }
+    }
+}
+
+impl OpenWindow {
+    /// `[12:00:00.000Z, 12:01:00.000Z) 42 records, 120 B of state` and `closing` when it is.
+    pub fn describe(&self) -> String {
+        let time = |iso: &str| iso.split_once('T').map_or(iso.to_owned(), |(_, time)| time.to_owned());
+        let closing = if self.closing { ", closing" } else { "" };
+        format!(
+            "[{}, {}) {} records, {} B of state{closing}",
+            time(&self.start),
+            time(&self.end),
+            self.records,
+            self.state_bytes
+        )
+    }
 }
 
 /// Everything in the table: each mapping's settings and shards, by mapping id. `None` when the
@@ -120,7 +217,6 @@ pub async fn read_all(
         };
         for item in scan.items() {
             let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
-            let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
             let (Some(mapping_id), Some(shard_id)) = (text("mapping_id"), text("shard_id")) else { continue };
             if shard_id == SETTINGS_ROW {
                 let json = text("mapping").unwrap_or_default();
@@ -128,15 +224,7 @@ pub async fn read_all(
                     .with_context(|| format!("the settings of {mapping_id} in {table} are not readable"))?;
                 settings.push((mapping_id, row));
             } else {
-                shards.entry(mapping_id).or_default().push(ShardRow {
-                    checkpoint: text("checkpoint"),
-                    finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-                    millis_behind_latest: number("millis_behind_latest"),
-                    retries_in_progress: number("retries_in_progress").map(|n| n as u64),
-                    last_result: text("last_result"),
-                    discarded_batches: number("discarded_batches").map(|n| n as u64),
-                    shard_id,
-                });
+                shards.entry(mapping_id).or_default().push(shard_row(shard_id, item));
             }
         }
         start = scan.last_evaluated_key;
@@ -155,6 +243,22 @@ pub async fn read_all(
             })
             .collect(),
     ))
+}
+
+/// A shard's row of the runner's table as `labs status` shows it.
+fn shard_row(shard_id: String, item: &HashMap<String, AttributeValue>) -> ShardRow {
+    let text = |key: &str| item.get(key).and_then(|v| v.as_s().ok()).cloned();
+    let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+    ShardRow {
+        checkpoint: text("checkpoint"),
+        finished: item.get("finished").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        millis_behind_latest: number("millis_behind_latest"),
+        retries_in_progress: number("retries_in_progress").map(|n| n as u64),
+        last_result: text("last_result"),
+        discarded_batches: number("discarded_batches").map(|n| n as u64),
+        open_window: WindowReport::from_item(item).map(OpenWindow::from),
+        shard_id,
+    }
 }
 
 /// Writes a mapping's settings row; the runner picks it up within a second or so.
@@ -215,4 +319,68 @@ async fn delete_rows(client: &aws_sdk_dynamodb::Client, table: &str, id: &str, s
             .doing(format!("deleting a row of {id} from {table}"))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(value: i64) -> AttributeValue {
+        AttributeValue::N(value.to_string())
+    }
+
+    #[test]
+    fn a_shard_row_shows_its_open_window_and_none_once_it_closed() {
+        let mut item = HashMap::from([
+            ("checkpoint".to_owned(), AttributeValue::S("49".to_owned())),
+            ("last_result".to_owned(), AttributeValue::S("OK".to_owned())),
+            ("window_start".to_owned(), n(1_764_547_200_000)),
+            ("window_end".to_owned(), n(1_764_547_260_000)),
+            ("window_records".to_owned(), n(42)),
+            ("window_state_bytes".to_owned(), n(120)),
+            ("window_closing".to_owned(), AttributeValue::Bool(true)),
+        ]);
+        let row = shard_row("shardId-000000000000".to_owned(), &item);
+        let window = row.open_window.expect("an open window");
+        assert_eq!(window.start, "2025-12-01T00:00:00.000Z");
+        assert_eq!(window.describe(), "[00:00:00.000Z, 00:01:00.000Z) 42 records, 120 B of state, closing");
+        assert_eq!(serde_json::to_value(&window).unwrap()["records"], 42);
+        item.remove("window_start");
+        item.remove("window_end");
+        assert!(shard_row("shardId-000000000000".to_owned(), &item).open_window.is_none());
+    }
+
+    #[test]
+    fn rows_written_before_windows_existed_still_read() {
+        let old = r#"{"stream_arn":"s","function_arn":"f","role_arn":"r","region":"us-east-1",
+            "starting_position":"TRIM_HORIZON","batch_size":10,"batching_window_seconds":0,
+            "parallelization_factor":1,"maximum_retry_attempts":-1,"maximum_record_age_seconds":-1,
+            "bisect_batch_on_function_error":false,"report_batch_item_failures":false,
+            "on_failure_destination":null}"#;
+        let row: MappingRow = serde_json::from_str(old).unwrap();
+        assert_eq!((row.tumbling_window_seconds, row.filter_criteria.len()), (0, 0));
+        let settings = row.settings().unwrap();
+        assert_eq!(settings.tumbling_window_seconds, 0);
+        assert!(settings.filter_criteria.is_empty());
+    }
+
+    #[test]
+    fn at_timestamp_and_a_bad_pattern_are_read_as_aws_reads_them() {
+        let row = MappingRow {
+            starting_position: "AT_TIMESTAMP".to_owned(),
+            starting_position_timestamp: Some(1_764_547_200.25),
+            ..serde_json::from_str(
+                r#"{"stream_arn":"s","function_arn":"f","role_arn":"r","region":"r",
+                "starting_position":"LATEST","batch_size":10,"batching_window_seconds":0,"parallelization_factor":1,
+                "maximum_retry_attempts":-1,"maximum_record_age_seconds":-1,"bisect_batch_on_function_error":false,
+                "report_batch_item_failures":false,"on_failure_destination":null}"#,
+            )
+            .unwrap()
+        };
+        assert_eq!(row.settings().unwrap().starting_position, StartingPosition::AtTimestamp(1_764_547_200_250));
+        assert!(row.describe().contains("from AT_TIMESTAMP 2025-12-01T00:00:00.250Z"), "{}", row.describe());
+        let bad = MappingRow { filter_criteria: vec![r#"{"data": {"kind": "reading"}}"#.to_owned()], ..row };
+        let error = bad.settings().unwrap_err().to_string();
+        assert!(error.starts_with("Invalid filter pattern definition."), "{error}");
+    }
 }

@@ -1,13 +1,13 @@
 //! What `labs status` shows about stream mappings: who runs each, its settings, and per shard
-//! (where the runner runs it) the checkpoint, iterator age, retries in progress, last result and
-//! batches sent to the on-failure destination.
+//! (where the runner runs it) the checkpoint, iterator age, retries in progress, last result,
+//! batches sent to the on-failure destination and the open tumbling window.
 
 use anyhow::Result;
 use labs_infra::stack::{self, Stack};
 use serde::Serialize;
 
 use super::rows::{self, ShardRow};
-use super::{CHECKPOINTS, Executor, executor, mapping_id, process, stream_mappings};
+use super::{CHECKPOINTS, Executor, executor, mapping_id, on_runner, process, stream_mappings};
 use crate::target::Target;
 
 #[derive(Debug, Serialize)]
@@ -42,7 +42,7 @@ pub async fn status(target: &Target, stacks: &[Stack]) -> Result<Vec<MappingStat
     }
     for stack in stacks {
         let runner_executes = executor(target, stack) == Executor::Runner;
-        for mapping in stream_mappings(stack).filter(|m| !(runner_executes && m.runner)) {
+        for mapping in stream_mappings(stack).filter(|m| !(runner_executes && on_runner(m))) {
             let function = stack::full_name(&target.prefix, &mapping.function);
             let Ok(listed) = target.clients.lambda.list_event_source_mappings().function_name(&function).send().await
             else {
@@ -54,19 +54,27 @@ pub async fn status(target: &Target, stacks: &[Stack]) -> Result<Vec<MappingStat
             }) else {
                 continue;
             };
+            let mut settings = format!(
+                "{}, batch {}, retries {}, max age {}, bisect {}, parallel {}",
+                real.state().unwrap_or("?"),
+                real.batch_size().unwrap_or_default(),
+                real.maximum_retry_attempts().unwrap_or(-1),
+                real.maximum_record_age_in_seconds().unwrap_or(-1),
+                if real.bisect_batch_on_function_error().unwrap_or(false) { "on" } else { "off" },
+                real.parallelization_factor().unwrap_or(1),
+            );
+            if let Some(window) = real.tumbling_window_in_seconds().filter(|w| *w > 0) {
+                settings.push_str(&format!(", {window} s tumbling windows"));
+            }
+            let filters = real.filter_criteria().map_or(0, |f| f.filters().len());
+            if filters > 0 {
+                settings.push_str(&format!(", {filters} filter patterns"));
+            }
             found.push(MappingStatus {
                 mapping: mapping_id(&target.prefix, mapping),
                 run_by: Executor::Target.describe(),
                 runner_pid: None,
-                settings: format!(
-                    "{}, batch {}, retries {}, max age {}, bisect {}, parallel {}",
-                    real.state().unwrap_or("?"),
-                    real.batch_size().unwrap_or_default(),
-                    real.maximum_retry_attempts().unwrap_or(-1),
-                    real.maximum_record_age_in_seconds().unwrap_or(-1),
-                    if real.bisect_batch_on_function_error().unwrap_or(false) { "on" } else { "off" },
-                    real.parallelization_factor().unwrap_or(1),
-                ),
+                settings,
                 iterator_age_source: if target.kind.is_aws() {
                     "n/a: labs does not read CloudWatch's IteratorAge (see the Lambda console's monitoring tab)"
                 } else {

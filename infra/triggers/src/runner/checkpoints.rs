@@ -8,6 +8,8 @@
 //! `window_start`, `window_end` (N, epoch ms), `window_records`, `window_state_bytes` (N) and
 //! `window_closing` (BOOL), removed when no window is open.
 
+use std::collections::HashMap;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::record::Millis;
@@ -117,16 +119,7 @@ impl CheckpointTable {
             .send()
             .await
             .map_err(|e| format!("reading the window of {shard_id} from {}: {}", self.table, error_text(&e)))?;
-        let Some(item) = item.item else { return Ok(None) };
-        let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
-        let (Some(start), Some(end)) = (number("window_start"), number("window_end")) else { return Ok(None) };
-        Ok(Some(WindowReport {
-            start_millis: start,
-            end_millis: end,
-            records: number("window_records").unwrap_or_default().max(0) as u64,
-            state_bytes: number("window_state_bytes").unwrap_or_default().max(0) as u64,
-            closing: item.get("window_closing").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
-        }))
+        Ok(item.item.as_ref().and_then(WindowReport::from_item))
     }
 
     /// `window`: `None` leaves the window attributes alone, `Some(None)` removes them.
@@ -260,6 +253,21 @@ pub struct WindowReport {
     pub state_bytes: u64,
     /// Its final (or early-termination) invocation is under way or being retried.
     pub closing: bool,
+}
+
+impl WindowReport {
+    /// The open window a shard's item holds, if any (for readers that scan the table).
+    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Option<Self> {
+        let number = |key: &str| item.get(key).and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok());
+        let (Some(start), Some(end)) = (number("window_start"), number("window_end")) else { return None };
+        Some(Self {
+            start_millis: start,
+            end_millis: end,
+            records: number("window_records").unwrap_or_default().max(0) as u64,
+            state_bytes: number("window_state_bytes").unwrap_or_default().max(0) as u64,
+            closing: item.get("window_closing").and_then(|v| v.as_bool().ok()).copied().unwrap_or(false),
+        })
+    }
 }
 
 impl From<&OpenWindowStatus> for WindowReport {
