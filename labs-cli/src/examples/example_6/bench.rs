@@ -20,6 +20,9 @@ use crate::output::{self, Output};
 use crate::target::Target;
 
 const DEFAULT_PER_DEVICE: u32 = 300;
+/// Three minutes of readings on the target: long enough that the readings themselves close the
+/// early windows, and the end of input only the last ones.
+const E2E_PER_DEVICE: u32 = 90;
 
 #[derive(Serialize)]
 struct BenchReport {
@@ -92,7 +95,7 @@ pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) 
     let recorded = lab.parts().await?;
     let seed = seeds::after_highest(recorded.iter().map(|p| p.seed))?;
     target.confirm(&format!("Produce benchmark readings into {}?", lab.stream))?;
-    let part = Part::new(part::BENCH, seed, lab.next_start().await?, 20);
+    let part = Part::new(part::BENCH, seed, lab.next_start().await?, E2E_PER_DEVICE);
     let mut watch = Watch::new(Mode::Quiet, "", part.start);
     let played = lab.play(&part, &mut watch).await?;
     let steps = releases(&lab, &part, &played.sent_at, played.heartbeats_at);
@@ -121,8 +124,8 @@ pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) 
         [
             vec![
                 format!(
-                    "in-process: {} readings through {} window kinds",
-                    in_process.readings, in_process.window_kinds
+                    "in-process: {} readings through {} window kinds ({} final windows)",
+                    in_process.readings, in_process.window_kinds, in_process.final_windows
                 ),
                 format!("{:.0} readings/s ({:.2} s)", in_process.readings_per_second, in_process.seconds),
             ],
