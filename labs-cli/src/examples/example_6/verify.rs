@@ -13,7 +13,7 @@ use labs_core::time::readings::{StreamRecord, parse_record};
 use labs_core::time::{Millis, Reading, Window, WindowKind, ground_truth_where};
 use serde::Serialize;
 
-use super::arrival::counts_by_arrival;
+use super::arrival::arrived_between;
 use super::lab::{Lab, Tables};
 use super::part::Part;
 use crate::driver::kinesis::Incoming;
@@ -201,16 +201,14 @@ pub(super) fn checks(e: &Evidence) -> Vec<Check> {
 
     // 6. Lambda's arrival-time windows, when there are any, count by arrival.
     let arrival: Vec<_> = e.tables.arrival.iter().filter(|r| r.is_final).collect();
-    let mut differing = Vec::new();
-    let mut by_length: BTreeMap<Millis, BTreeMap<(String, Millis), u64>> = BTreeMap::new();
-    for row in &arrival {
-        let length = row.end - row.start;
-        let counts = by_length.entry(length).or_insert_with(|| counts_by_arrival(&e.records, length.max(1)));
-        let expected = counts.get(&(row.shard_id.clone(), row.start)).copied().unwrap_or(0);
-        if expected != row.count {
-            differing.push(format!("{} {}: {} counted, {expected} arrived", row.window_key, row.start, row.count));
-        }
-    }
+    let differing: Vec<String> = arrival
+        .iter()
+        .filter_map(|row| {
+            let arrived = arrived_between(&e.records, &row.shard_id, row.start, row.end);
+            (arrived != row.count)
+                .then(|| format!("{} {}: {} counted, {arrived} arrived", row.window_key, row.start, row.count))
+        })
+        .collect();
     let fine = if arrival.is_empty() {
         "no arrival-time windows written (they need the runner's tumbling windows)".to_owned()
     } else {
@@ -352,7 +350,8 @@ mod tests {
         let mut e = evidence().await;
         let first = &e.records[0];
         let start = first.arrival_millis - first.arrival_millis.rem_euclid(60_000);
-        let expected = counts_by_arrival(&e.records, 60_000)[&(first.shard_id.clone(), start)];
+        let expected = arrived_between(&e.records, &first.shard_id, start, start + 60_000);
+        assert!(expected > 0);
         let row = arrival_windows::ArrivalRow {
             window_key: format!("arrival-1m#{}", first.shard_id),
             start,
