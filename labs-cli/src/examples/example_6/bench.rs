@@ -93,6 +93,7 @@ pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) 
     };
 
     let recorded = lab.parts().await?;
+    seeds::check_room(recorded.len(), 1, super::MAX_PARTS, &lab.stream, "example-6")?;
     let seed = seeds::after_highest(recorded.iter().map(|p| p.seed))?;
     target.confirm(&format!("Produce benchmark readings into {}?", lab.stream))?;
     let part = Part::new(part::BENCH, seed, lab.next_start().await?, E2E_PER_DEVICE);
