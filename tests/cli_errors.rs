@@ -29,12 +29,6 @@ fn unreachable_endpoint() {
 }
 
 #[test]
-fn example_not_built_yet() {
-    let run = labs_offline(&["up", "example-6"]).fails();
-    assert!(run.error_line().contains("example-6 is not built yet"), "{}", run.stderr);
-}
-
-#[test]
 fn missing_python() {
     // A fresh LABS_HOME and a PATH without Python: the emulator cannot be installed.
     let home = std::env::temp_dir().join(format!("labs-no-python-{}", std::process::id()));

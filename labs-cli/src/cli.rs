@@ -166,6 +166,9 @@ pub struct RunArgs {
     /// Search the derived index (example 3): every word must match.
     #[arg(long)]
     pub query: Option<String>,
+    /// Show a live table of windows as they open, update and close (example 6).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 impl VerifyArgs {
@@ -176,7 +179,13 @@ impl VerifyArgs {
 
 impl RunArgs {
     pub fn options(&self) -> RunOptions {
-        RunOptions { scenario: self.scenario.clone(), count: self.count, seed: self.seed, query: self.query.clone() }
+        RunOptions {
+            scenario: self.scenario.clone(),
+            count: self.count,
+            seed: self.seed,
+            query: self.query.clone(),
+            follow: self.follow,
+        }
     }
 }
 

@@ -78,6 +78,7 @@ pub mod example_2;
 pub mod example_3;
 pub mod example_4;
 pub mod example_5;
+pub mod example_6;
 pub mod example_7;
 pub mod example_8;
 
@@ -88,12 +89,7 @@ pub const REGISTRY: &[Entry] = &[
     Entry::built(example_3::ABOUT, &example_3::Example3),
     Entry::built(example_4::ABOUT, &example_4::Example4),
     Entry::built(example_5::ABOUT, &example_5::Example5),
-    Entry::planned(About::new(
-        6,
-        "Time",
-        "event vs processing time, tumbling/hopping/session windows, watermarks, stragglers",
-        "Kinesis, Lambda, DynamoDB",
-    )),
+    Entry::built(example_6::ABOUT, &example_6::Example6),
     Entry::built(example_7::ABOUT, &example_7::Example7),
     Entry::built(example_8::ABOUT, &example_8::Example8),
 ];
@@ -158,6 +154,8 @@ pub struct RunOptions {
     pub count: Option<usize>,
     pub seed: Option<u64>,
     pub query: Option<String>,
+    /// A live table of windows as they open, update and close (example 6).
+    pub follow: bool,
 }
 
 /// How long derived data may take to catch up before a difference counts (`labs verify`).
@@ -208,7 +206,9 @@ impl Entry {
         Self { about, example: Some(example) }
     }
 
-    /// An example that is described but not built: `labs list` shows it as not ready.
+    /// An example that is described but not built: `labs list` shows it as not ready. (Every
+    /// registered example is built today; the next one starts here.)
+    #[allow(dead_code)]
     pub const fn planned(about: About) -> Self {
         Self { about, example: None }
     }

@@ -394,13 +394,23 @@ mod tests {
 
     /// A map with one checkpoint of three items; `answers` per item as TOML arrays.
     fn map_with(items: &[(&str, &str, &str)]) -> Map {
+        map::parse(&map_text(items)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The same, without checking it against the registry: every example is built today, and
+    /// these tests are about an item that names one still being built (as the Kafka labs will).
+    fn map_naming_an_unbuilt_example(items: &[(&str, &str, &str)]) -> Map {
+        toml::from_str(&map_text(items)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn map_text(items: &[(&str, &str, &str)]) -> String {
         let mut text = String::from("plan = \"p\"\n");
         for (id, state, extra) in items {
             text.push_str(&format!(
                 "[[item]]\nid = \"{id}\"\nkind = \"checkpoint\"\nsection = \"s\"\ntext = \"text of {id}\"\nstate = \"{state}\"\n{extra}\n"
             ));
         }
-        map::parse(&text).unwrap_or_else(|e| panic!("{e}"))
+        text
     }
 
     const VERIFIED: &str = "verify = \"v\"";
@@ -444,7 +454,7 @@ mod tests {
 
     #[test]
     fn items_without_a_lab_run_nothing_and_say_why() {
-        let map = map_with(&[
+        let map = map_naming_an_unbuilt_example(&[
             ("checkpoint-4.1", "explained", "explained = \"Example 2, somewhere\""),
             ("checkpoint-4.2", "not-yet", "planned = \"example-6\"\ngap = \"being built\""),
             ("checkpoint-4.3", "not-yet", "gap = \"nothing\""),
@@ -458,7 +468,7 @@ mod tests {
 
     #[test]
     fn an_item_answered_in_part_says_which_example_still_being_built_will_answer_the_rest() {
-        let map = map_with(&[(
+        let map = map_naming_an_unbuilt_example(&[(
             "checkpoint-4.1",
             "shown",
             "answers = [\"example-3/workload\"]\nexplained = \"Example 3.\"\nplanned = \"example-6\"",

@@ -42,7 +42,9 @@ pub fn shard_for_key(ranges: &[ShardRange], partition_key: &str) -> Option<usize
 /// Splits the full 128-bit key space into `count` even ranges, the way `CreateStream` does.
 pub fn even_ranges(count: u32) -> Vec<ShardRange> {
     assert!(count > 0, "a stream has at least one shard");
-    let width = u128::MAX / u128::from(count);
+    // floor(2^128 / count), as CreateStream splits it (2^128 itself does not fit in a u128).
+    let count_wide = u128::from(count);
+    let width = (u128::MAX / count_wide).saturating_add((u128::MAX % count_wide + 1) / count_wide);
     (0..count)
         .map(|i| {
             let start = width * u128::from(i);
@@ -60,6 +62,14 @@ mod tests {
     fn hash_key_is_md5_big_endian() {
         // md5("") = d41d8cd98f00b204e9800998ecf8427e
         assert_eq!(hash_key(""), 0xd41d8cd98f00b204e9800998ecf8427e);
+    }
+
+    #[test]
+    fn even_ranges_start_where_create_stream_starts_its_shards() {
+        // What ListShards reports for a stream created with 2 and with 4 shards.
+        assert_eq!(even_ranges(2)[1].starting_hash_key, 170_141_183_460_469_231_731_687_303_715_884_105_728);
+        assert_eq!(even_ranges(4)[1].starting_hash_key, 85_070_591_730_234_615_865_843_651_857_942_052_864);
+        assert_eq!(even_ranges(1)[0].ending_hash_key, u128::MAX);
     }
 
     #[test]

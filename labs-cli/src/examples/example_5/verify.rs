@@ -2,7 +2,6 @@
 //! event store, the rejection log, the Kinesis log and every table derived from them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Display;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -13,6 +12,7 @@ use serde::Serialize;
 use super::rebuild::{PeakRow, peak_rows};
 use super::{Lab, Log, RunSpec, VerifyOptions, distinct, money, projection_lag};
 use crate::driver::dynamodb as db;
+use crate::examples::scenario::few;
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -80,17 +80,6 @@ fn check(check: &'static str, problems: Vec<String>, fine: String, derived: bool
     let passed = problems.is_empty();
     let details = if passed { fine } else { problems.join("; ") };
     Check { check, passed, details, derived }
-}
-
-/// The first few items of a list, and how many there are: `gaps (2): a v3, b v7`.
-fn few<T: Display>(what: &str, items: impl IntoIterator<Item = T>) -> Option<String> {
-    let items: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
-    if items.is_empty() {
-        return None;
-    }
-    let shown = items.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
-    let more = if items.len() > 4 { format!(" (+{} more)", items.len() - 4) } else { String::new() };
-    Some(format!("{what} ({}): {shown}{more}", items.len()))
 }
 
 fn mismatch_text(m: &RowMismatch) -> String {
