@@ -32,3 +32,14 @@ pub use stack::{Stack, Vars};
 /// Tag keys on every resource `labs` creates.
 pub const TAG_EXAMPLE: &str = "labs:example";
 pub const TAG_PREFIX: &str = "labs:prefix";
+
+/// The prefix of every resource name when none is given (`labs --prefix`).
+pub const DEFAULT_PREFIX: &str = "labs";
+
+/// The tags on every resource `labs` creates for `example` under `prefix`.
+pub fn tags(example: &str, prefix: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (TAG_EXAMPLE.to_owned(), example.to_owned()),
+        (TAG_PREFIX.to_owned(), prefix.to_owned()),
+    ])
+}

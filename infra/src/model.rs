@@ -181,10 +181,7 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn tags(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (TAG_EXAMPLE.to_owned(), self.example.to_owned()),
-            (TAG_PREFIX.to_owned(), self.vars.prefix.clone()),
-        ])
+        crate::tags(self.example, &self.vars.prefix)
     }
 
     /// Whether tags read back from a resource say this prefix made it for this example.
