@@ -1,6 +1,6 @@
-//! `.github/workflows/ci.yml` cannot run here; this keeps it the same as what does: its test step
-//! is the README's test command and `.ci/run`'s, on ubuntu-latest, with what that command
-//! installs cached.
+//! `.github/workflows/ci.yml` cannot run here; this keeps it the same as what does: both jobs'
+//! test step is the README's test command and `.ci/run`'s (the second in the container mode), on
+//! ubuntu-latest, with what that command installs cached.
 
 mod support;
 
@@ -70,14 +70,25 @@ fn the_test_step_is_the_readme_command_and_ci_runs() {
     let test = job(&workflow, "test");
     assert_eq!(test["runs-on"].as_str(), Some("ubuntu-latest"));
     assert_eq!(runs(test), vec![command.as_str()], "the test job's run steps");
+    assert!(test["env"].is_badvalue(), "the test job runs the default mode");
+    let container = job(&workflow, "container");
+    assert_eq!(container["runs-on"].as_str(), Some("ubuntu-latest"));
+    assert_eq!(runs(container), vec![command.as_str()], "the container job's run steps");
+    let step = steps(container).iter().find(|s| s["run"].as_str().is_some()).expect("a run step");
+    assert_eq!(step["env"]["LABS_TEST_TARGET"].as_str(), Some("container"), "the container job's mode");
 }
 
 #[test]
-fn it_caches_cargo_and_labs_private_files() {
+fn both_jobs_cache_cargo_and_labs_private_files() {
     let workflow = workflow();
-    let cached = cached_paths(job(&workflow, "test"));
+    for name in ["test", "container"] {
+        check_caches(name, &cached_paths(job(&workflow, name)));
+    }
+}
+
+fn check_caches(job: &str, cached: &[&str]) {
     for path in ["~/.cargo/registry", "target"] {
-        assert!(cached.contains(&path), "{path} is not cached: {cached:?}");
+        assert!(cached.contains(&path), "{job}: {path} is not cached: {cached:?}");
     }
     // Where `labs` keeps its virtualenv on a runner (home /home/runner, no LABS_HOME).
     let out = std::process::Command::new(support::labs_bin())
@@ -89,5 +100,5 @@ fn it_caches_cargo_and_labs_private_files() {
         .expect("run labs");
     let home = support::finish(out).ok().stdout.trim().replace("/home/runner", "~");
     let venv = format!("{home}/venv");
-    assert!(cached.contains(&venv.as_str()), "labs' virtualenv {venv} is not cached: {cached:?}");
+    assert!(cached.contains(&venv.as_str()), "{job}: labs' virtualenv {venv} is not cached: {cached:?}");
 }
