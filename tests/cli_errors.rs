@@ -166,3 +166,16 @@ fn consume_into_a_closed_pipe_and_follow_with_a_limit() {
     let run = labs(&p, &["consume", "--stream", &stream, "--follow", "--limit", "5"]).ok();
     assert_eq!(run.stdout.lines().count(), 5, "{}", run.stdout);
 }
+
+#[test]
+fn sources_not_found_from_another_directory() {
+    // An installed `labs` run anywhere, told to build from a folder that is no checkout.
+    let out = std::process::Command::new(support::labs_bin())
+        .args(["build", "example-4"])
+        .current_dir(std::env::temp_dir())
+        .env("LABS_SOURCE_DIR", "/nonexistent")
+        .output()
+        .unwrap();
+    let run = support::finish(out).fails();
+    assert!(run.error_line().contains("LABS_SOURCE_DIR=/nonexistent is not a Stream Labs checkout"), "{}", run.stderr);
+}

@@ -53,3 +53,12 @@ export EVENT_TIME_WINDOWS_TEST_ENDPOINT="$endpoint"
 export ARRIVAL_WINDOWS_TEST_ENDPOINT="$endpoint"
 export STREAM_JOINS_TEST_ENDPOINT="$endpoint"
 cargo test --locked --workspace -- --include-ignored
+
+# Opt-in (LABS_TEST_TARGET=container): the emulator as the container image a project's CI would
+# run, started by the test through testcontainers and removed after it; needs a Docker engine.
+# Adds the image build once (or a pull), one compile of the Docker client, and seconds a run
+# (README.md, "Three ways to run the tests").
+if [ "${LABS_TEST_TARGET:-}" = container ]; then
+  bash tests/ministack-image.sh
+  cargo test --locked -p labs-cli --features container-tests --test container
+fi

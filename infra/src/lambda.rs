@@ -30,10 +30,7 @@ pub const CODE_HASH_VAR: &str = "LABS_CODE_SHA256";
 
 /// The declared environment, without the code hash.
 fn declared_environment(ctx: &Ctx<'_>, spec: &Function) -> BTreeMap<String, String> {
-    let mut variables: BTreeMap<String, String> =
-        spec.environment.iter().map(|(k, v)| (k.clone(), ctx.vars.expand(v))).collect();
-    variables.insert("LABS_EXAMPLE".to_owned(), ctx.example.to_owned());
-    variables
+    spec.deployed_environment(ctx.vars, ctx.example)
 }
 
 fn environment(ctx: &Ctx<'_>, spec: &Function) -> Result<BTreeMap<String, String>> {

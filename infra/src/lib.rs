@@ -38,3 +38,14 @@ pub const TAG_PREFIX: &str = "labs:prefix";
 pub const TAG_CREATED_AT: &str = "labs:created-at";
 /// How many tags labs puts on every resource it creates, of the 50 most services allow.
 pub const OWN_TAGS: usize = 3;
+
+/// The prefix of every resource name when none is given (`labs --prefix`).
+pub const DEFAULT_PREFIX: &str = "labs";
+
+/// The tags on every resource `labs` creates for `example` under `prefix`.
+pub fn tags(example: &str, prefix: &str) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        (TAG_EXAMPLE.to_owned(), example.to_owned()),
+        (TAG_PREFIX.to_owned(), prefix.to_owned()),
+    ])
+}

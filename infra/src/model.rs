@@ -183,11 +183,9 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     pub fn tags(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (TAG_EXAMPLE.to_owned(), self.example.to_owned()),
-            (TAG_PREFIX.to_owned(), self.vars.prefix.clone()),
-            (TAG_CREATED_AT.to_owned(), self.created_at.to_owned()),
-        ])
+        let mut tags = crate::tags(self.example, &self.vars.prefix);
+        tags.insert(TAG_CREATED_AT.to_owned(), self.created_at.to_owned());
+        tags
     }
 
     /// Whether tags read back from a resource say this prefix made it for this example.

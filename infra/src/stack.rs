@@ -126,6 +126,20 @@ pub struct Function {
     pub environment: BTreeMap<String, String>,
 }
 
+impl Function {
+    /// The environment `labs up` gives the function (without the code hash): the declared
+    /// variables with their placeholders filled in, and `LABS_EXAMPLE`.
+    pub fn deployed_environment(&self, vars: &Vars, example: &str) -> BTreeMap<String, String> {
+        let mut variables: BTreeMap<String, String> =
+            self.environment.iter().map(|(k, v)| (k.clone(), vars.expand(v))).collect();
+        variables.insert(EXAMPLE_VAR.to_owned(), example.to_owned());
+        variables
+    }
+}
+
+/// The environment variable that tells a function which example deployed it.
+pub const EXAMPLE_VAR: &str = "LABS_EXAMPLE";
+
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct EventSourceMapping {

@@ -26,7 +26,7 @@ pub struct Cli {
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
     /// Name prefix for every resource, so several learners or tests can share one endpoint.
-    #[arg(long, global = true, default_value = "labs", value_parser = parse_prefix)]
+    #[arg(long, global = true, default_value = labs_infra::DEFAULT_PREFIX, value_parser = parse_prefix)]
     pub prefix: String,
     /// A LocalStack-compatible endpoint to use instead of the embedded emulator (never started by
     /// labs); default: the AWS_ENDPOINT_URL environment variable.

@@ -2,7 +2,7 @@
 //! beside MiniStack) and hands the engine what it deploys.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -17,19 +17,39 @@ pub const CARGO_LAMBDA_VERSION: &str = "1.9.2";
 /// New zig releases have broken cargo-lambda builds before: pin it with cargo-lambda.
 pub const ZIG_VERSION: &str = "0.17.1";
 
-/// The Stream Labs source tree, whose `lambdas/` holds the functions: `LABS_SOURCE_DIR`, else the
-/// tree this binary was built from.
+/// The Stream Labs source tree, whose `lambdas/` holds the functions an installed `labs` builds
+/// (the stacks are compiled in): `LABS_SOURCE_DIR`, else the tree this binary was built from,
+/// else the checkout the current directory is in.
 pub fn source_dir() -> Result<PathBuf> {
-    let dir = std::env::var_os("LABS_SOURCE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."));
-    if !dir.join("lambdas").is_dir() {
-        bail!(
-            "cannot find the Stream Labs sources at {} (lambdas/ is missing): set LABS_SOURCE_DIR to your checkout",
-            dir.display()
-        );
+    let cwd = std::env::current_dir().ok();
+    find_source_dir(std::env::var_os("LABS_SOURCE_DIR").map(PathBuf::from), built_from(), cwd.as_deref())
+}
+
+fn built_from() -> &'static Path {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest)
+}
+
+/// A Stream Labs checkout, not just any folder with a `lambdas/`.
+fn is_checkout(dir: &Path) -> bool {
+    dir.join("lambdas/labs-core/Cargo.toml").is_file()
+}
+
+fn find_source_dir(explicit: Option<PathBuf>, built_from: &Path, cwd: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        if !is_checkout(&dir) {
+            bail!("LABS_SOURCE_DIR={} is not a Stream Labs checkout (it has no lambdas/labs-core)", dir.display());
+        }
+        return Ok(dir.canonicalize()?);
     }
-    Ok(dir.canonicalize()?)
+    let mut candidates = std::iter::once(built_from).chain(cwd.into_iter().flat_map(Path::ancestors));
+    match candidates.find(|dir| is_checkout(dir)) {
+        Some(dir) => Ok(dir.canonicalize()?),
+        None => bail!(
+            "cannot find the Stream Labs sources to build the Lambda functions ({} is gone): run labs inside your checkout, or set LABS_SOURCE_DIR to it",
+            built_from.display()
+        ),
+    }
 }
 
 /// Separate from the workspace's own target directory, so a build started from inside
@@ -60,8 +80,9 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     if packages.is_empty() {
         return Ok(HashMap::new());
     }
-    let cargo_lambda = install()?;
+    // Sources first: a missing checkout is said before anything is installed.
     let source = source_dir()?;
+    let cargo_lambda = install()?;
     let target = target_dir()?;
     // Parallel `labs up`s (tests, two terminals) would otherwise rewrite a zip while another
     // reads it: one build at a time, and the zips are read before the lock is let go.
@@ -146,4 +167,63 @@ fn compile(
         bail!("cargo-lambda could not build {}: {first_error} (full log: {})", packages.join(", "), log_path.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A folder laid out like a checkout (only what `is_checkout` looks at), removed on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str, checkout: bool) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("labs-source-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(dir.join("deep/inside")).unwrap();
+            if checkout {
+                std::fs::create_dir_all(dir.join("lambdas/labs-core")).unwrap();
+                std::fs::write(dir.join("lambdas/labs-core/Cargo.toml"), "").unwrap();
+            }
+            Scratch(dir)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            std::fs::remove_dir_all(&self.0).ok();
+        }
+    }
+
+    #[test]
+    fn the_tree_it_was_built_from_comes_first() {
+        let built = Scratch::new("built", true);
+        let elsewhere = Scratch::new("elsewhere", true);
+        let found = find_source_dir(None, &built.0, Some(&elsewhere.0)).unwrap();
+        assert_eq!(found, built.0.canonicalize().unwrap());
+    }
+
+    #[test]
+    fn without_that_tree_the_checkout_around_the_current_directory() {
+        let gone = std::env::temp_dir().join("labs-source-never-there");
+        let checkout = Scratch::new("cwd", true);
+        let found = find_source_dir(None, &gone, Some(&checkout.0.join("deep/inside"))).unwrap();
+        assert_eq!(found, checkout.0.canonicalize().unwrap());
+    }
+
+    #[test]
+    fn nowhere_says_what_it_needs_in_one_line() {
+        let gone = std::env::temp_dir().join("labs-source-never-there");
+        let plain = Scratch::new("plain", false);
+        let error = find_source_dir(None, &gone, Some(&plain.0)).unwrap_err().to_string();
+        assert!(error.contains("run labs inside your checkout, or set LABS_SOURCE_DIR"), "{error}");
+        assert!(error.contains("labs-source-never-there") && !error.contains('\n'), "{error}");
+    }
+
+    #[test]
+    fn a_wrong_labs_source_dir_is_named() {
+        let built = Scratch::new("built-too", true);
+        let plain = Scratch::new("not-a-checkout", false);
+        let error = find_source_dir(Some(plain.0.clone()), &built.0, None).unwrap_err().to_string();
+        assert!(error.starts_with("LABS_SOURCE_DIR=") && error.contains("not a Stream Labs checkout"), "{error}");
+    }
 }
