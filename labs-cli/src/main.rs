@@ -3,6 +3,7 @@
 
 mod cli;
 mod commands;
+mod dashboard;
 mod driver;
 mod emulator;
 mod examples;
@@ -53,6 +54,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,
+        Command::Dashboard(args) => dashboard::serve(&global.target(), args.port).await?,
         Command::Guide(args) => learning::guide(args.example, out)?,
         Command::Questions(args) => learning::questions(args.markdown, out)?,
         Command::Emulator(command) => commands::emulator(command, out)?,
