@@ -85,7 +85,7 @@ pub async fn examples(target: &Target, examples: &[Declared], errors: &mut Vec<S
             example: example.id.to_string(),
             title: example.title,
             state,
-            present: example.present.len(),
+            present: example.present_count,
             declared: example.declared,
             last_verify,
         });

@@ -18,7 +18,10 @@ pub struct Declared {
     pub title: &'static str,
     pub built: bool,
     pub stack: Stack,
+    /// Full names of the resources that exist (a role and a function may share one).
     pub present: HashSet<String>,
+    /// How many of the declared resources exist.
+    pub present_count: usize,
     pub declared: usize,
 }
 
@@ -28,7 +31,7 @@ impl Declared {
     }
 
     pub fn state(&self) -> State {
-        match (self.built, self.present.len()) {
+        match (self.built, self.present_count) {
             (false, 0) => State::NotBuilt,
             (_, 0) => State::Down,
             (_, n) if n == self.declared => State::Up,
@@ -55,12 +58,10 @@ pub async fn read(target: &Target) -> Result<Vec<Declared>> {
         // An example that is not built may already declare its stack (`infra/stacks`).
         let Ok(stack) = stack::load(&id.to_string()) else { continue };
         let plan = engine.plan(&stack, &HashMap::new()).await?;
-        let present = plan
-            .changes
-            .iter()
-            .filter(|c| !matches!(c.action, Action::Create | Action::Conflict(_)))
-            .map(|c| c.name.clone())
-            .collect();
+        // As `labs status` counts: what is not to be created exists (a conflict is in the way).
+        let existing: Vec<_> = plan.changes.iter().filter(|c| c.action != Action::Create).collect();
+        let present_count = existing.len();
+        let present = existing.into_iter().map(|c| c.name.clone()).collect();
         found.push(Declared {
             id,
             title: entry.about.title,
@@ -68,6 +69,7 @@ pub async fn read(target: &Target) -> Result<Vec<Declared>> {
             declared: plan.changes.len(),
             stack,
             present,
+            present_count,
         });
     }
     Ok(found)
