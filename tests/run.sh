@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 # A port of its own, so a learner's emulator on 4566 is never touched.
 export LABS_EMULATOR_PORT="${LABS_EMULATOR_PORT:-4599}"
 
+# The dashboard's browser test drives Debian's chromium through chromedriver (WebDriver).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  sudo_if_needed=""
+  if [ "$(id -u)" != 0 ]; then sudo_if_needed="sudo"; fi
+  $sudo_if_needed apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_if_needed apt-get install -y -qq --no-install-recommends chromium chromium-driver
+fi
+
 # Formatting and lints first: cheap, and a failure here needs no emulator.
 cargo fmt --all --check
 cargo clippy --locked --workspace --all-targets -- -D warnings

@@ -36,8 +36,10 @@ pub const TAG_EXAMPLE: &str = "labs:example";
 pub const TAG_PREFIX: &str = "labs:prefix";
 /// When `labs up` created it (RFC 3339, UTC): the age `labs status` and `labs down --all` show.
 pub const TAG_CREATED_AT: &str = "labs:created-at";
-/// How many tags labs puts on every resource it creates, of the 50 most services allow.
-pub const OWN_TAGS: usize = 3;
+/// How many tags labs may put on a resource of its own, of the 50 most services allow: the
+/// example, the prefix, the creation time, and the last verify result (`labs-cli`'s
+/// `examples::verdict`, on an example's first table or its stream).
+pub const OWN_TAGS: usize = 4;
 
 /// The prefix of every resource name when none is given (`labs --prefix`).
 pub const DEFAULT_PREFIX: &str = "labs";

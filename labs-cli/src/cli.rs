@@ -101,6 +101,8 @@ pub enum Command {
         #[arg(long)]
         remove: bool,
     },
+    /// Serve a live page on 127.0.0.1 showing streams, queues, mappings and examples move.
+    Dashboard(DashboardArgs),
     /// Print an example's section of the guide; without one, the list of sections.
     Guide(GuideArgs),
     /// Every item of the learning plan, the lab that answers it, and how far (verified, shown, ...).
@@ -368,6 +370,13 @@ impl TriggersSetArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct DashboardArgs {
+    /// The port on 127.0.0.1 to serve the page on (0: any free port; the printed URL names it).
+    #[arg(long, default_value_t = 4800)]
+    pub port: u16,
+}
+
+#[derive(Debug, Args)]
 pub struct GuideArgs {
     /// example-1, example-2, ... (default: list the sections)
     pub example: Option<ExampleId>,
@@ -447,6 +456,8 @@ mod tests {
         "questions",
         "--markdown",
         "checkpoint",
+        "dashboard",
+        "--port",
         "example-1",
         "example-9",
         "ex3",

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod cost;
+mod dashboard;
 mod driver;
 mod emulator;
 mod examples;
@@ -55,6 +56,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,
+        Command::Dashboard(args) => dashboard::serve(&global.target(), args.port).await?,
         Command::Guide(args) => learning::guide(args.example, out)?,
         Command::Questions(args) => learning::questions(args.markdown, out)?,
         Command::Checkpoint(args) => {

@@ -611,7 +611,15 @@ const RUN_TAG: &str = "labs:run:";
 
 /// The runs recorded on `stream`, as (name, value) pairs in tag order, every page of them.
 pub async fn recorded_runs(client: &Client, stream: &str, example: &str) -> Result<Vec<(String, String)>> {
-    let mut runs = Vec::new();
+    let tags = stream_tags(client, stream)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err:#} (did you run `labs up {example}`?)"))?;
+    Ok(tags.into_iter().filter_map(|(key, value)| Some((key.strip_prefix(RUN_TAG)?.to_owned(), value))).collect())
+}
+
+/// Every tag of `stream`, as (key, value) pairs in tag order, every page of them.
+pub async fn stream_tags(client: &Client, stream: &str) -> Result<Vec<(String, String)>> {
+    let mut tags = Vec::new();
     let mut after: Option<String> = None;
     loop {
         let out = client
@@ -621,15 +629,13 @@ pub async fn recorded_runs(client: &Client, stream: &str, example: &str) -> Resu
             .set_exclusive_start_tag_key(after.clone())
             .send()
             .await
-            .doing(format!("reading tags of {stream} (did you run `labs up {example}`?)"))?;
+            .doing(format!("reading tags of {stream}"))?;
         for tag in out.tags() {
-            if let (Some(name), Some(value)) = (tag.key().strip_prefix(RUN_TAG), tag.value()) {
-                runs.push((name.to_owned(), value.to_owned()));
-            }
+            tags.push((tag.key().to_owned(), tag.value().unwrap_or_default().to_owned()));
         }
         after = out.tags().last().map(|t| t.key().to_owned());
         if !out.has_more_tags() || after.is_none() {
-            return Ok(runs);
+            return Ok(tags);
         }
     }
 }

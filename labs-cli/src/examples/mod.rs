@@ -72,6 +72,7 @@ macro_rules! example {
 }
 
 mod scenario;
+pub mod verdict;
 
 pub mod example_1;
 pub mod example_2;
@@ -244,9 +245,20 @@ pub async fn run(target: &Target, id: ExampleId, options: &RunOptions, out: Outp
     example.run(target, options, out).await
 }
 
-/// Checks an example's outcome from the data (`labs verify`).
+/// Checks an example's outcome from the data (`labs verify`), and records the result on the
+/// target ([`verdict`]) for the dashboard and any other process to read.
 pub async fn verify(target: &Target, id: ExampleId, options: &VerifyOptions, out: Output) -> Result<bool> {
-    example(id)?.verify(target, options, out).await
+    let result = example(id)?.verify(target, options, out).await;
+    let outcome = match &result {
+        Ok(true) => verdict::Outcome::Passed,
+        Ok(false) => verdict::Outcome::Failed,
+        Err(_) => verdict::Outcome::Error,
+    };
+    // Recording is a courtesy to the dashboard: it never changes what verify reports.
+    if let Err(err) = verdict::record(target, &id.stack()?, outcome).await {
+        crate::output::note(format!("note: the result was not recorded on the target: {err:#}"));
+    }
+    result
 }
 
 pub async fn bench(target: &Target, id: ExampleId, options: &BenchOptions, out: Output) -> Result<()> {

@@ -117,6 +117,13 @@ impl Snapshot {
     }
 }
 
+/// How many index rows disagree with the products table right now (missing plus extra; 0 when
+/// in sync): the dashboard's drift figure, computed as `verify` computes it.
+pub async fn index_drift(target: &Target) -> Result<usize> {
+    let diff = Snapshot::read(target, &Tables::of(target)).await?.diff();
+    Ok(diff.missing.len() + diff.extra.len())
+}
+
 /// The indexer's counters (`#stats` in the checkpoint table): what it saw, redeliveries included.
 async fn indexer_stats(target: &Target, tables: &Tables) -> Result<BatchStats> {
     Ok(db::get(&target.clients.dynamodb, &tables.checkpoints, &[("product_id", STATS_ID)]).await?.unwrap_or_default())

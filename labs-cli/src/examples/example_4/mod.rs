@@ -175,6 +175,12 @@ impl Names {
     }
 }
 
+/// Every user's row of the totals table: the exactly-once total beside the naive one (the
+/// dashboard shows the gap).
+pub async fn user_totals(target: &Target) -> Result<Vec<TotalsRow>> {
+    Ok(db::scan_typed::<TotalsRow>(&target.clients.dynamodb, &target.name(TOTALS)).await?.0)
+}
+
 /// The event source mapping's settings a scenario chooses; the rest stay as declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 struct MappingSettings {
