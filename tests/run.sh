@@ -24,9 +24,16 @@ cargo build --locked -p labs-cli
 labs=target/debug/labs
 
 started=no
+# A second emulator, on a port of its own, enforces IAM (MiniStack's AUTH=true): there each
+# function's own calls are signed as its execution role (tests/least_privilege.rs).
+iam_port="${LABS_IAM_EMULATOR_PORT:-4639}"
+iam_started=no
 stop_emulator() {
   if [ "$started" = yes ]; then
     "$labs" emulator down || true
+  fi
+  if [ "$iam_started" = yes ]; then
+    LABS_EMULATOR_PORT="$iam_port" "$labs" emulator down || true
   fi
 }
 trap stop_emulator EXIT INT TERM
@@ -40,6 +47,11 @@ if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
 else
   endpoint="$AWS_ENDPOINT_URL"
 fi
+if ! LABS_EMULATOR_PORT="$iam_port" "$labs" emulator status --json | grep -q '"healthy": true'; then
+  iam_started=yes
+  env -u AWS_ENDPOINT_URL AUTH=true LABS_EMULATOR_PORT="$iam_port" "$labs" emulator up
+fi
+export LABS_IAM_TEST_ENDPOINT="http://127.0.0.1:${iam_port}"
 
 # Build every Lambda once up front (installs cargo-lambda and zig on first use), so tests
 # that deploy functions do not each wait for the compiler.

@@ -486,6 +486,63 @@ mod tests {
         }
     }
 
+    /// The permissions AWS documents for a mapping's execution role ("Lambda execution role
+    /// permissions" of each event source; `kinesis:SubscribeToShard` only for enhanced fan-out,
+    /// which no example uses), and for its on-failure destination. Emulators do not check the
+    /// role of a mapping's reads, so this is where a missing one is caught before AWS refuses.
+    fn documented_mapping_permissions(mapping: &EventSourceMapping) -> Vec<(&'static str, String)> {
+        let (actions, name): (&[&str], &str) = match &mapping.source {
+            MappingSource::KinesisStream(s) => (
+                &[
+                    "kinesis:DescribeStream",
+                    "kinesis:DescribeStreamSummary",
+                    "kinesis:GetRecords",
+                    "kinesis:GetShardIterator",
+                    "kinesis:ListShards",
+                ],
+                s,
+            ),
+            MappingSource::DynamodbTableStream(t) => (
+                &[
+                    "dynamodb:DescribeStream",
+                    "dynamodb:GetRecords",
+                    "dynamodb:GetShardIterator",
+                    "dynamodb:ListStreams",
+                ],
+                t,
+            ),
+            MappingSource::SqsQueue(q) => (&["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], q),
+        };
+        let mut wanted: Vec<(&str, String)> = actions.iter().map(|a| (*a, name.to_owned())).collect();
+        match &mapping.on_failure {
+            Some(FailureDestination::SqsQueue(q)) => wanted.push(("sqs:SendMessage", q.clone())),
+            Some(FailureDestination::SnsTopic(t)) => wanted.push(("sns:Publish", t.clone())),
+            None => {}
+        }
+        wanted
+    }
+
+    #[test]
+    fn every_mapping_role_holds_what_aws_documents_for_its_source() {
+        for name in declared() {
+            let stack = load(name).unwrap_or_else(|e| panic!("{e}"));
+            for mapping in &stack.event_source_mappings {
+                let function = stack.functions.iter().find(|f| f.name == mapping.function).unwrap();
+                let role = stack.roles.iter().find(|r| r.name == function.role).unwrap();
+                for (action, resource) in documented_mapping_permissions(mapping) {
+                    // On the resource itself (a queue or stream), or below it (a table's streams).
+                    let full = format!("${{prefix}}-{resource}");
+                    let names_it = |arn: &String| arn.split([':', '/']).any(|part| part == full);
+                    let granted = role
+                        .statements
+                        .iter()
+                        .any(|s| s.actions.iter().any(|a| a == action) && s.resources.iter().any(names_it));
+                    assert!(granted, "{name}: role {} lacks {action} on {resource}", role.name);
+                }
+            }
+        }
+    }
+
     #[test]
     fn stream_only_settings_are_checked() {
         let mapping: EventSourceMapping = toml::from_str(

@@ -114,8 +114,13 @@ pub fn endpoint() -> String {
 /// SDK configuration for the test emulator, for tests that act "by other means" than labs.
 pub async fn sdk_config() -> aws_config::SdkConfig {
     ensure_emulator();
+    sdk_config_at(&endpoint()).await
+}
+
+/// SDK configuration for any emulator endpoint, with the emulators' root credentials.
+pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint())
+        .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "tests"))
         .load()

@@ -47,10 +47,16 @@ fn is_window_of(kind: &WindowKind, reading: &Reading, window: &Window) -> bool {
     kind.windows_of(reading.event_time).contains(window)
 }
 
-/// Whether a reading of `window` was really too late at `watermark` (the operator's rule).
+/// Whether a reading of `window` was really too late at `watermark` (the operator's rule: a
+/// fixed window closes when the watermark reaches end + lateness; a session event is late only
+/// once the watermark is past event time + lateness, since an on-time event may still join a
+/// session ending there).
 fn too_late(kind: &WindowKind, event_time: Millis, window: &Window, watermark: Millis, lateness: Millis) -> bool {
-    let due = if kind.is_session() { event_time } else { window.end };
-    due.saturating_add(lateness) <= watermark
+    if kind.is_session() {
+        event_time.saturating_add(lateness) < watermark
+    } else {
+        window.end.saturating_add(lateness) <= watermark
+    }
 }
 
 pub(super) fn checks(e: &Evidence) -> Vec<Check> {

@@ -14,9 +14,11 @@
 //!   that lands in an already emitted window emits it again at once (revision + 1).
 //! - Session windows merge per key when they touch; a merge that moves a session's start
 //!   retracts the rows of the sessions it swallowed. A session event is too late once
-//!   `event_time + allowed_lateness <= watermark` (Flink judges by the end of the window the
+//!   `event_time + allowed_lateness < watermark` (Flink judges by the end of the window the
 //!   event alone would open, `event_time + gap`): otherwise an event could touch a session that
-//!   is final and forgotten, and open a second, overlapping one.
+//!   is final and forgotten, and open a second, overlapping one. Sessions touch end to start, so
+//!   a session is final only once `end + allowed_lateness < watermark`: an on-time event at the
+//!   watermark may still join one that ends there.
 //!
 //! The state is plain data ([`OpenWindow`]) so a Lambda can store it between invocations.
 
@@ -131,7 +133,14 @@ impl WindowOperator {
     }
 
     fn is_closed(&self, window: &Window) -> bool {
-        window.end.saturating_add(self.allowed_lateness) <= self.watermark
+        let last_moment = window.end.saturating_add(self.allowed_lateness);
+        if self.kind.is_session() {
+            // An on-time event at the session's very end (event time = watermark) still
+            // touches it, so a session stays open until the watermark has passed its end.
+            last_moment < self.watermark
+        } else {
+            last_moment <= self.watermark
+        }
     }
 
     fn result(&self, open: &OpenWindow, is_final: bool) -> WindowResult {
@@ -152,7 +161,7 @@ impl WindowOperator {
         let (closed, open): (Vec<Window>, Vec<Window>) = if self.kind.is_session() {
             // Judged by the event's own time: anything it could merge with ended `gap` before
             // it, so a session that is closed already can never be asked to grow.
-            let too_late = event_time.saturating_add(self.allowed_lateness) <= self.watermark;
+            let too_late = event_time.saturating_add(self.allowed_lateness) < self.watermark;
             self.kind.windows_of(event_time).into_iter().partition(|_| too_late)
         } else {
             self.kind.windows_of(event_time).into_iter().partition(|w| self.is_closed(w))
@@ -424,9 +433,13 @@ mod tests {
             })
             .collect();
         assert_eq!(retracted, [Window { start: 8_000, end: 11_000 }], "the session starting at 0 absorbed it");
+        // A session is final once the watermark is past its end: at the end an on-time event
+        // could still touch it.
         h.watermark(4_000);
+        assert_eq!(h.take_emitted(), [(s("b"), 1_000, 4_000, 1, 7, 1, false)]);
+        h.watermark(4_001);
         assert_eq!(h.take_emitted(), [(s("b"), 1_000, 4_000, 1, 7, 1, true)]);
-        h.watermark(11_000);
+        h.watermark(11_001);
         assert_eq!(h.take_emitted(), [(s("a"), 0, 11_000, 4, 10, 1, true)]);
         assert!(h.state().is_empty());
     }
@@ -451,7 +464,7 @@ mod tests {
         assert_eq!(h.state(), [(s("a"), 800, 4_900, 3)]);
         h.watermark(4_900);
         assert_eq!(h.take_emitted(), [(s("a"), 800, 4_900, 3, 3, 3, false)]);
-        h.watermark(14_900);
+        h.watermark(14_901);
         assert_eq!(h.take_emitted(), [(s("a"), 800, 4_900, 3, 3, 3, true)]);
         assert!(h.state().is_empty());
     }
@@ -460,13 +473,13 @@ mod tests {
     fn a_session_event_is_too_late_once_the_watermark_passed_its_time_by_the_lateness() {
         let mut h = Harness::new(WindowKind::Session { gap: 3 * SEC }, SEC);
         h.element("a", 0, 1);
-        h.watermark(4_000);
-        assert_eq!(h.take_emitted(), [(s("a"), 0, 3_000, 1, 1, 1, true)], "3000 + 1000 <= 4000: final");
+        h.watermark(4_001);
+        assert_eq!(h.take_emitted(), [(s("a"), 0, 3_000, 1, 1, 1, true)], "3000 + 1000 < 4001: final");
         // Its own window [2900, 5900) would still be open, but it touches the final session:
         // counting it would make a second session overlapping the first.
         h.element("a", 2_900, 1);
-        assert_eq!(h.take_late(), [(s("a"), 2_900, 4_000)]);
-        h.element("a", 3_001, 1); // 3001 + 1000 > 4000: on time, and it cannot touch [0, 3000)
+        assert_eq!(h.take_late(), [(s("a"), 2_900, 4_001)]);
+        h.element("a", 3_001, 1); // 3001 + 1000 = 4001: on time, and it cannot touch [0, 3000)
         assert!(h.take_late().is_empty());
         assert_eq!(h.state(), [(s("a"), 3_001, 6_001, 1)]);
     }
