@@ -54,9 +54,12 @@ fn stream_that_does_not_exist() {
 }
 
 #[test]
-fn list_shows_seven_examples_as_json() {
+fn list_shows_the_eight_examples_as_json_all_built() {
     let run = labs_offline(&["list", "--json"]).ok();
-    assert_eq!(run.json().as_array().map(Vec::len), Some(7));
+    let examples = run.json();
+    let ids: Vec<u64> = examples.as_array().unwrap().iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=8).collect::<Vec<u64>>(), "{examples}");
+    assert!(examples.as_array().unwrap().iter().all(|e| e["built"] == true), "{examples}");
 }
 
 /// Runs `labs` with its own LABS_HOME and emulator port, offline.
