@@ -16,12 +16,21 @@ cargo build --locked -p labs-cli
 labs=target/debug/labs
 
 started=no
-stop_emulator() {
+# On exit, pass or fail: stop the emulator if this script started it, then say how long the
+# whole run took (the suite must stay well under CI's hour). The exit status is kept.
+finish() {
+  status=$?
   if [ "$started" = yes ]; then
     "$labs" emulator down || true
   fi
+  outcome=passed
+  [ "$status" -eq 0 ] || outcome="failed (exit $status)"
+  echo "tests/run.sh: $outcome, wall time $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2
+  exit "$status"
 }
-trap stop_emulator EXIT INT TERM
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
   if ! "$labs" emulator status --json | grep -q '"healthy": true'; then
