@@ -91,7 +91,7 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// Build the Lambda functions with cargo-lambda (installing it if needed).
     Build(BuildArgs),
-    /// Print speed figures for an example.
+    /// Print speed figures for an example, or every figure in one table.
     Bench(BenchArgs),
     /// Check the whole pipeline: build, deploy and invoke a probe Lambda, then remove it.
     Doctor {
@@ -251,8 +251,9 @@ impl std::str::FromStr for BenchSubject {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// example-1, example-3, ... or `triggers` (the stream-trigger runner beside the emulator's poller)
-    pub subject: BenchSubject,
+    /// example-1, example-3, ... or `triggers` (the stream-trigger runner beside the emulator's
+    /// poller); without one, every bench, in one table (figure, value, anchor, ratio, target, met?)
+    pub subject: Option<BenchSubject>,
     /// Records (example 1, triggers) or writes (example 3) to measure with.
     #[arg(long)]
     pub count: Option<usize>,

@@ -254,18 +254,28 @@ pub async fn produce(global: &GlobalArgs, args: &ProduceArgs, out: Output) -> Re
     let bar = output::progress(args.count as u64, "PutRecords");
     let stats = kinesis::produce(&target.clients.kinesis, &args.stream, records, args.rate, &bar).await?;
     bar.finish_and_clear();
+    // Read last, so it covers the whole run: `labs bench` reports it.
+    let peak_rss_mib = crate::figures::peak_rss_mib();
     out.table(
         &format!("Produced into {} (seed {seed})", args.stream),
-        &["records", "seconds", "records/s", "PutRecords calls", "entries retried"],
+        &["records", "seconds", "records/s", "PutRecords calls", "entries retried", "peak memory"],
         [vec![
             stats.records.to_string(),
             format!("{:.2}", stats.seconds),
             format!("{:.0}", stats.records_per_second()),
             stats.calls.to_string(),
             stats.retried_entries.to_string(),
+            peak_rss_mib.map(|mib| format!("{mib:.0} MiB")).unwrap_or_else(|| "unknown".into()),
         ]],
     );
-    out.json(&stats)
+    out.json(&Produced { stats: &stats, peak_rss_mib })
+}
+
+#[derive(Serialize)]
+struct Produced<'a> {
+    #[serde(flatten)]
+    stats: &'a kinesis::ProduceStats,
+    peak_rss_mib: Option<f64>,
 }
 
 fn parse_timestamp(text: &str) -> Result<aws_sdk_kinesis::primitives::DateTime> {

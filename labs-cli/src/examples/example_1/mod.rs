@@ -26,7 +26,7 @@ pub const ABOUT: About =
     About::new(1, "A log", "produce, consume, shard iterators, offsets, replay, backpressure", "Kinesis");
 
 /// The stream every run produces into (`infra/stacks/example-1.toml`).
-const CLICKS: Stream = Stream::new("ex1-clicks");
+pub(crate) const CLICKS: Stream = Stream::new("ex1-clicks");
 const DEFAULT_COUNT: usize = 1000;
 /// Kinesis allows 50 tags per stream; labs' ownership tags take two, each run one.
 const MAX_RUNS: usize = 48;
