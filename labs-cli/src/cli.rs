@@ -185,8 +185,9 @@ pub struct ProduceArgs {
     /// Stream name (full name, e.g. labs-ex1-clicks).
     #[arg(long)]
     pub stream: String,
-    #[arg(long, default_value_t = 1000)]
-    pub count: usize,
+    /// Records to send (default 1000; with --rate and no --count, until Ctrl-C).
+    #[arg(long)]
+    pub count: Option<usize>,
     /// Records per second at most (default: as fast as the stream takes them).
     #[arg(long)]
     pub rate: Option<u32>,

@@ -189,7 +189,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
     let mut recorded = Recorded { count, after_sequence: None, at_timestamp: None };
     kinesis::record_run(client, &stream, &seed.to_string(), &recorded.tag_value()).await?;
     let bar = output::progress(count as u64, "PutRecords");
-    let produced = kinesis::produce(client, &stream, events.iter().map(encode).collect(), None, &bar).await?;
+    let produced = kinesis::produce(client, &stream, events.iter().map(encode), None, &bar).await?;
     bar.finish_and_clear();
     out.say(format!(
         "   {} records in {:.2} s ({:.0} records/s), {} PutRecords calls, {} entries refused and retried\n",
