@@ -28,15 +28,24 @@ started=no
 # function's own calls are signed as its execution role (tests/least_privilege.rs).
 iam_port="${LABS_IAM_EMULATOR_PORT:-4639}"
 iam_started=no
-stop_emulator() {
+# On exit, pass or fail: stop the emulators this script started, then say how long the whole
+# run took (the suite must stay well under CI's hour). The exit status is kept.
+finish() {
+  status=$?
   if [ "$started" = yes ]; then
     "$labs" emulator down || true
   fi
   if [ "$iam_started" = yes ]; then
     LABS_EMULATOR_PORT="$iam_port" "$labs" emulator down || true
   fi
+  outcome=passed
+  [ "$status" -eq 0 ] || outcome="failed (exit $status)"
+  echo "tests/run.sh: $outcome, wall time $((SECONDS / 60)) min $((SECONDS % 60)) s" >&2
+  exit "$status"
 }
-trap stop_emulator EXIT INT TERM
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 if [ -z "${AWS_ENDPOINT_URL:-}" ]; then
   if ! "$labs" emulator status --json | grep -q '"healthy": true'; then

@@ -93,7 +93,7 @@ pub enum Command {
     Consume(ConsumeArgs),
     /// Build the Lambda functions with cargo-lambda (installing it if needed).
     Build(BuildArgs),
-    /// Print speed figures for an example.
+    /// Print speed figures for an example, or every figure in one table.
     Bench(BenchArgs),
     /// Check the whole pipeline: build, deploy and invoke a probe Lambda, then remove it.
     Doctor {
@@ -206,8 +206,9 @@ pub struct ProduceArgs {
     /// Stream name (full name, e.g. labs-ex1-clicks).
     #[arg(long)]
     pub stream: String,
-    #[arg(long, default_value_t = 1000)]
-    pub count: usize,
+    /// Records to send (default 1000; with --rate and no --count, until Ctrl-C).
+    #[arg(long)]
+    pub count: Option<usize>,
     /// Records per second at most (default: as fast as the stream takes them).
     #[arg(long)]
     pub rate: Option<u32>,
@@ -272,8 +273,9 @@ impl std::str::FromStr for BenchSubject {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// example-1, example-3, ... or `triggers` (the stream-trigger runner beside the emulator's poller)
-    pub subject: BenchSubject,
+    /// example-1, example-3, ... or `triggers` (the stream-trigger runner beside the emulator's
+    /// poller); without one, every bench, in one table (figure, value, anchor, ratio, target, met?)
+    pub subject: Option<BenchSubject>,
     /// Records (example 1, triggers) or writes (example 3) to measure with.
     #[arg(long)]
     pub count: Option<usize>,

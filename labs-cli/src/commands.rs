@@ -293,44 +293,69 @@ pub async fn triggers(global: &GlobalArgs, command: &TriggersCommand, out: Outpu
 }
 
 pub async fn produce(global: &GlobalArgs, args: &ProduceArgs, out: Output) -> Result<()> {
-    use labs_core::clickstream::{ClickstreamSpec, generate};
+    use labs_core::clickstream::{ClickstreamSpec, events};
     let target = Target::resolve(&global.target(), true).await?;
-    if args.count == 0 {
+    if args.count == Some(0) {
         bail!("--count must be at least 1");
     }
     if args.rate == Some(0) {
         bail!("--rate must be at least 1 record per second");
     }
-    target.confirm(&format!("Produce {} records into {}?", args.count, args.stream))?;
+    // With a rate and no count, it runs until Ctrl-C.
+    let count = match (args.count, args.rate) {
+        (Some(count), _) => Some(count),
+        (None, Some(_)) => None,
+        (None, None) => Some(1000),
+    };
+    match count {
+        Some(count) => target.confirm(&format!("Produce {count} records into {}?", args.stream))?,
+        None => target.confirm(&format!("Produce records into {} until Ctrl-C?", args.stream))?,
+    }
     let seed = args.seed.unwrap_or_else(|| rand::random::<u32>().into());
-    let events = generate(&ClickstreamSpec { seed, count: args.count, ..Default::default() });
-    let records = events
-        .iter()
-        .map(|event| {
-            let mut record = clickstream::encode(event);
+    // Generated one at a time as the senders take them: memory does not grow with the count.
+    let records =
+        events(&ClickstreamSpec { seed, count: count.unwrap_or(usize::MAX), ..Default::default() }).map(|event| {
+            let mut record = clickstream::encode(&event);
             record.partition_key = match args.keys {
                 KeyStrategy::User => event.user_id.clone(),
                 KeyStrategy::Random => format!("{:032x}", rand::random::<u128>()),
                 KeyStrategy::Single => "hot-key".to_owned(),
             };
             record
-        })
-        .collect();
-    let bar = output::progress(args.count as u64, "PutRecords");
-    let stats = kinesis::produce(&target.clients.kinesis, &args.stream, records, args.rate, &bar).await?;
+        });
+    let bar = match count {
+        Some(count) => output::progress(count as u64, "PutRecords"),
+        None => output::rate_line("PutRecords until Ctrl-C"),
+    };
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let stats = kinesis::produce_until(&target.clients.kinesis, &args.stream, records, args.rate, &bar, ctrl_c).await?;
     bar.finish_and_clear();
+    // Read last, so it covers the whole run: `labs bench` reports it.
+    let peak_rss_mib = crate::figures::peak_rss_mib();
     out.table(
         &format!("Produced into {} (seed {seed})", args.stream),
-        &["records", "seconds", "records/s", "PutRecords calls", "entries retried"],
+        &["records", "seconds", "records/s", "PutRecords calls", "entries retried", "peak memory"],
         [vec![
             stats.records.to_string(),
             format!("{:.2}", stats.seconds),
             format!("{:.0}", stats.records_per_second()),
             stats.calls.to_string(),
             stats.retried_entries.to_string(),
+            peak_rss_mib.map(|mib| format!("{mib:.0} MiB")).unwrap_or_else(|| "unknown".into()),
         ]],
     );
-    out.json(&stats)
+    out.json(&Produced { stats: &stats, peak_rss_mib })
+}
+
+#[derive(Serialize)]
+struct Produced<'a> {
+    #[serde(flatten)]
+    stats: &'a kinesis::ProduceStats,
+    peak_rss_mib: Option<f64>,
 }
 
 fn parse_timestamp(text: &str) -> Result<aws_sdk_kinesis::primitives::DateTime> {

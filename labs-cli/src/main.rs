@@ -1,6 +1,7 @@
 //! `labs`: provision, drive, verify and tear down the Stream Labs examples.
 //! `main` only parses, dispatches, and turns errors into one line and an exit code.
 
+mod bench_suite;
 mod cli;
 mod commands;
 mod cost;
@@ -8,6 +9,7 @@ mod dashboard;
 mod driver;
 mod emulator;
 mod examples;
+mod figures;
 mod learning;
 mod output;
 mod provision;
@@ -51,8 +53,13 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => {
             let target = Target::resolve(&global.target(), true).await?;
             match args.subject {
-                BenchSubject::Example(id) => examples::bench(&target, id, &args.options(), out).await?,
-                BenchSubject::Triggers => trigger_bench::bench(&target, args.count, out).await?,
+                Some(BenchSubject::Example(id)) => {
+                    examples::bench(&target, id, &args.options(), out).await?;
+                }
+                Some(BenchSubject::Triggers) => {
+                    trigger_bench::bench(&target, args.count, out).await?;
+                }
+                None => bench_suite::all(&target, out).await?,
             }
         }
         Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,

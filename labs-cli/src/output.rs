@@ -36,6 +36,17 @@ pub fn progress(len: u64, message: &str) -> ProgressBar {
     bar
 }
 
+/// A running count with its rate, for work without an end (`labs produce --rate R`).
+pub fn rate_line(message: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, draw_target());
+    bar.set_style(
+        ProgressStyle::with_template("{msg}: {pos} records, {per_sec} ({elapsed})").expect("static template"),
+    );
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
+
 /// The `p`-th percentile (0.0 to 1.0) of sorted latencies, in milliseconds; 0 when there are none.
 pub fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;

@@ -116,32 +116,42 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     for package in packages {
         let zip_path = lambda_dir.join(package).join("bootstrap.zip");
         let zip = std::fs::read(&zip_path).with_context(|| format!("cargo-lambda left no {}", zip_path.display()))?;
-        let binary_path = binary_path(&target, package);
-        let binary = std::fs::read(&binary_path).with_context(|| format!("cannot read {}", binary_path.display()))?;
-        let code_sha256 = format!("{:x}", Sha256::digest(&binary));
+        let code_sha256 = code_hash(&target, &lambda_dir, package, stale.contains(package))?;
         artifacts.insert(package.clone(), Artifact { zip, code_sha256 });
     }
     Ok(artifacts)
 }
 
+/// The hash of a package's binary, which tells the engine whether the deployed code differs.
+/// Hashing a debug binary of a dozen megabytes takes seconds in a debug `labs`, so it is kept
+/// beside the zip and computed again only after a build (or when the kept one is missing).
+fn code_hash(target: &Path, lambda_dir: &Path, package: &str, rebuilt: bool) -> Result<String> {
+    let kept_path = lambda_dir.join(package).join(".labs-code-sha256");
+    if !rebuilt
+        && let Ok(kept) = std::fs::read_to_string(&kept_path)
+        && kept.trim().len() == 64
+    {
+        return Ok(kept.trim().to_owned());
+    }
+    let binary_path = binary_path(target, package);
+    let binary = std::fs::read(&binary_path).with_context(|| format!("cannot read {}", binary_path.display()))?;
+    let code_sha256 = format!("{:x}", Sha256::digest(&binary));
+    std::fs::write(&kept_path, &code_sha256)?;
+    Ok(code_sha256)
+}
+
 /// Where the hash of a package's inputs at its last successful build is kept.
-fn fingerprint_path(lambda_dir: &std::path::Path, package: &str) -> PathBuf {
+fn fingerprint_path(lambda_dir: &Path, package: &str) -> PathBuf {
     lambda_dir.join(package).join(".labs-inputs")
 }
 
-fn binary_path(target: &std::path::Path, package: &str) -> PathBuf {
+fn binary_path(target: &Path, package: &str) -> PathBuf {
     target.join("x86_64-unknown-linux-gnu/debug").join(package)
 }
 
 /// Runs cargo-lambda once for `packages`. A failure is one line: the first error, and where the
 /// whole compiler output was saved.
-fn compile(
-    cargo_lambda: &std::path::Path,
-    source: &std::path::Path,
-    target: &std::path::Path,
-    lambda_dir: &std::path::Path,
-    packages: &[String],
-) -> Result<()> {
+fn compile(cargo_lambda: &Path, source: &Path, target: &Path, lambda_dir: &Path, packages: &[String]) -> Result<()> {
     let bin_dir = cargo_lambda.parent().context("virtualenv has no bin directory")?.to_owned();
     let path = std::env::join_paths(
         std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
@@ -225,5 +235,22 @@ mod tests {
         let plain = Scratch::new("not-a-checkout", false);
         let error = find_source_dir(Some(plain.0.clone()), &built.0, None).unwrap_err().to_string();
         assert!(error.starts_with("LABS_SOURCE_DIR=") && error.contains("not a Stream Labs checkout"), "{error}");
+    }
+
+    #[test]
+    fn code_hash_is_kept_until_the_next_build() {
+        let root = std::env::temp_dir().join(format!("labs-code-hash-{}", std::process::id()));
+        let lambda_dir = root.join("lambda");
+        std::fs::create_dir_all(lambda_dir.join("fun")).unwrap();
+        let binary = binary_path(&root, "fun");
+        std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+        std::fs::write(&binary, b"first").unwrap();
+        let first = code_hash(&root, &lambda_dir, "fun", true).unwrap();
+        assert_eq!(first, format!("{:x}", Sha256::digest(b"first")));
+        std::fs::write(&binary, b"second").unwrap();
+        assert_eq!(code_hash(&root, &lambda_dir, "fun", false).unwrap(), first, "unchanged inputs: the kept hash");
+        let second = code_hash(&root, &lambda_dir, "fun", true).unwrap();
+        assert_eq!(second, format!("{:x}", Sha256::digest(b"second")), "after a build: hashed again");
+        std::fs::remove_dir_all(root).ok();
     }
 }

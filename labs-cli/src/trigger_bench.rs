@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::driver::dynamodb as db;
 use crate::driver::kinesis::{self, Outgoing, PutOptions};
+use crate::figures::{Figure, Goal};
 use crate::output::{self, Output};
 use crate::provision;
 use crate::target::Target;
@@ -123,7 +124,7 @@ async fn measure(target: &Target, poller: &'static str, stream: Stream, table: T
     })
 }
 
-pub async fn bench(target: &Target, count: Option<usize>, out: Output) -> Result<()> {
+pub async fn bench(target: &Target, count: Option<usize>, out: Output) -> Result<Vec<Figure>> {
     if target.kind.is_aws() || target.endpoint_mappings {
         bail!(
             "`labs bench triggers` compares labs' runner with an emulator's own poller: run it on an emulator, without --endpoint-mappings"
@@ -165,7 +166,18 @@ pub async fn bench(target: &Target, count: Option<usize>, out: Output) -> Result
         }),
     );
     out.say("Goal: the runner at least as fast as the emulator's poller, and p50 under 300 ms.");
-    out.json(&figures)
+    out.json(&figures)?;
+    let [runner, native] = &figures;
+    Ok(vec![
+        Figure::new("triggers", "labs runner: PutRecord -> invocation p50", runner.latency_p50_ms, "ms")
+            .anchored("emulator's poller", native.latency_p50_ms)
+            .goal(Goal::AtMost(300.0)),
+        Figure::new("triggers", "labs runner: PutRecord -> invocation p99", runner.latency_p99_ms, "ms")
+            .anchored("emulator's poller", native.latency_p99_ms),
+        Figure::new("triggers", format!("labs runner: burst of {burst}"), runner.records_per_second, "records/s")
+            .anchored("emulator's poller", native.records_per_second)
+            .goal(Goal::RatioAtLeast(1.0)),
+    ])
 }
 
 #[cfg(test)]

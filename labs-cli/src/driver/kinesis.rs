@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -238,40 +238,74 @@ async fn put_batch(
     bail!("{} records to {stream} were still refused after {MAX_ATTEMPTS} attempts", pending.len())
 }
 
+/// Records waiting for each shard's sender: two full PutRecords calls, so the producer's memory
+/// stays flat however many records it sends.
+const SENDER_QUEUE: usize = 2 * MAX_BATCH_RECORDS;
+
 /// Produces `records` as fast as the stream takes them (or at `rate`), one sender per shard so
 /// the shards fill in parallel while each shard's records keep their order.
 pub async fn produce(
     client: &Client,
     stream: &str,
-    records: Vec<Outgoing>,
+    records: impl IntoIterator<Item = Outgoing>,
     rate: Option<u32>,
     progress: &ProgressBar,
 ) -> Result<ProduceStats> {
+    produce_until(client, stream, records, rate, progress, std::future::pending()).await
+}
+
+/// [`produce`], taking records from the iterator only as the senders' bounded queues have room,
+/// and stopping early (after sending what is queued) when `stop` completes, e.g. on Ctrl-C.
+pub async fn produce_until(
+    client: &Client,
+    stream: &str,
+    records: impl IntoIterator<Item = Outgoing>,
+    rate: Option<u32>,
+    progress: &ProgressBar,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<ProduceStats> {
     let started = Instant::now();
-    let total = records.len();
     let shards = list_shards(client, stream).await?;
     let ranges: Vec<ShardRange> = shards.iter().filter(|s| s.open).map(Shard::range).collect::<Result<_>>()?;
-    let mut per_shard: BTreeMap<usize, Vec<Outgoing>> = BTreeMap::new();
-    for record in records {
-        let shard = shard_for_key(&ranges, &record.partition_key).unwrap_or(0);
-        per_shard.entry(shard).or_default().push(record);
-    }
     let pacer = Arc::new(Pacer { start: Instant::now(), sent: AtomicU64::new(0), rate });
     let max_records = rate.map_or(MAX_BATCH_RECORDS, |r| (r as usize).clamp(1, MAX_BATCH_RECORDS));
     let mut senders = JoinSet::new();
-    for (_, shard_records) in per_shard {
+    let mut queues = Vec::new();
+    for _ in 0..ranges.len().max(1) {
+        let (queue, mut waiting) = tokio::sync::mpsc::channel::<Outgoing>(SENDER_QUEUE);
+        queues.push(queue);
         let (client, stream, pacer, progress) = (client.clone(), stream.to_owned(), pacer.clone(), progress.clone());
         senders.spawn(async move {
             let mut stats = ProduceStats::default();
-            for batch in batches(shard_records, max_records) {
-                let len = batch.len();
-                pacer.admit(len).await;
-                put_batch(&client, &stream, batch, None, &mut stats).await?;
-                progress.inc(len as u64);
+            let mut taken = Vec::with_capacity(max_records);
+            while waiting.recv_many(&mut taken, max_records).await > 0 {
+                for batch in batches(std::mem::take(&mut taken), max_records) {
+                    let len = batch.len();
+                    pacer.admit(len).await;
+                    put_batch(&client, &stream, batch, None, &mut stats).await?;
+                    progress.inc(len as u64);
+                }
             }
             anyhow::Ok(stats)
         });
     }
+    let mut total = 0;
+    tokio::pin!(stop);
+    for record in records {
+        let queue = &queues[shard_for_key(&ranges, &record.partition_key).unwrap_or(0)];
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            sent = queue.send(record) => {
+                // A sender that failed has dropped its queue: stop, and `gather` reports why.
+                if sent.is_err() {
+                    break;
+                }
+            }
+        }
+        total += 1;
+    }
+    drop(queues);
     gather(senders, total, started).await
 }
 

@@ -11,6 +11,7 @@ use futures::future::LocalBoxFuture;
 use labs_infra::stack::{self, Stack};
 use serde::Serialize;
 
+use crate::figures::Figure;
 use crate::output::Output;
 use crate::target::Target;
 
@@ -63,7 +64,7 @@ macro_rules! example {
                     target: &'a $crate::target::Target,
                     options: &'a $crate::examples::BenchOptions,
                     out: $crate::output::Output,
-                ) -> Option<futures::future::LocalBoxFuture<'a, anyhow::Result<()>>> {
+                ) -> Option<futures::future::LocalBoxFuture<'a, anyhow::Result<Vec<$crate::figures::Figure>>>> {
                     Some(Box::pin($bench(target, options, out)))
                 }
             )?
@@ -185,13 +186,14 @@ pub trait Example: Sync {
         options: &'a VerifyOptions,
         out: Output,
     ) -> LocalBoxFuture<'a, Result<bool>>;
-    /// Speed figures, for the examples that have them.
+    /// Speed figures, for the examples that have them: printed as the example's own table, and
+    /// returned as rows for `labs bench`'s whole-suite table.
     fn bench<'a>(
         &'a self,
         _target: &'a Target,
         _options: &'a BenchOptions,
         _out: Output,
-    ) -> Option<LocalBoxFuture<'a, Result<()>>> {
+    ) -> Option<LocalBoxFuture<'a, Result<Vec<Figure>>>> {
         None
     }
 }
@@ -261,7 +263,7 @@ pub async fn verify(target: &Target, id: ExampleId, options: &VerifyOptions, out
     result
 }
 
-pub async fn bench(target: &Target, id: ExampleId, options: &BenchOptions, out: Output) -> Result<()> {
+pub async fn bench(target: &Target, id: ExampleId, options: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
     match example(id)?.bench(target, options, out) {
         Some(bench) => bench.await,
         None => bail!("{id} has no benchmark"),

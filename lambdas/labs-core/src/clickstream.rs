@@ -37,25 +37,39 @@ impl Default for ClickstreamSpec {
 /// Generates the clickstream `spec` describes. Event ids embed the seed, so two runs with
 /// different seeds can share a stream and still be told apart.
 pub fn generate(spec: &ClickstreamSpec) -> Vec<ClickEvent> {
+    events(spec).collect()
+}
+
+/// The same events as [`generate`], one at a time, so a producer of millions holds none of
+/// them longer than it takes to send them.
+pub fn events(spec: &ClickstreamSpec) -> impl Iterator<Item = ClickEvent> + Send + 'static {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut event_time = spec.start_millis;
-    (0..spec.count)
-        .map(|i| {
-            event_time += rng.random_range(10..500);
-            ClickEvent {
-                event_id: format!("s{}-e{:07}", spec.seed, i),
-                user_id: format!("user-{:04}", rng.random_range(0..spec.users.max(1))),
-                page: PAGES[rng.random_range(0..PAGES.len())].to_owned(),
-                action: ACTIONS[rng.random_range(0..ACTIONS.len())].to_owned(),
-                event_time,
-            }
-        })
-        .collect()
+    let (seed, users) = (spec.seed, spec.users.max(1));
+    (0..spec.count).map(move |i| {
+        event_time += rng.random_range(10..500);
+        ClickEvent {
+            event_id: format!("s{seed}-e{i:07}"),
+            user_id: format!("user-{:04}", rng.random_range(0..users)),
+            page: PAGES[rng.random_range(0..PAGES.len())].to_owned(),
+            action: ACTIONS[rng.random_range(0..ACTIONS.len())].to_owned(),
+            event_time,
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_at_a_time_gives_the_same_events() {
+        let spec = ClickstreamSpec { seed: 9, count: 300, ..Default::default() };
+        let streamed: Vec<ClickEvent> = events(&spec).collect();
+        assert_eq!(streamed, generate(&spec));
+        let longer = ClickstreamSpec { count: 1_000, ..spec };
+        assert_eq!(events(&longer).take(300).collect::<Vec<_>>(), streamed, "a longer run starts the same");
+    }
 
     #[test]
     fn same_seed_same_events() {

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::{BenchOptions, CLICKS};
 use crate::driver::clickstream::encode;
 use crate::driver::kinesis::{self, Outgoing};
+use crate::figures::{Figure, Goal};
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -32,7 +33,7 @@ fn median(values: &mut [f64]) -> f64 {
 
 /// `labs produce` (one sender per shard) against a plain loop of 500-record PutRecords calls,
 /// on the same stream and data, each round taking turns at going first, median of the rounds.
-pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<()> {
+pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
     let client = &target.clients.kinesis;
     let stream = target.name(CLICKS);
     let count = args.count.unwrap_or(20_000);
@@ -78,5 +79,10 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
         sequential_records_per_second: sequential,
         concurrent_records_per_second: concurrent,
         ratio,
-    })
+    })?;
+    Ok(vec![
+        Figure::new("example-1", "labs produce (one sender per shard), PutRecords", concurrent, "records/s")
+            .anchored("sequential 500-record loop", sequential)
+            .goal(Goal::RatioAtLeast(1.0)),
+    ])
 }

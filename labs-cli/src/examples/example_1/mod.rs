@@ -31,7 +31,7 @@ pub const ABOUT: About =
     About::new(1, "A log", "produce, consume, shard iterators, offsets, replay, backpressure", "Kinesis");
 
 /// The stream every run produces into (`infra/stacks/example-1.toml`).
-const CLICKS: Stream = Stream::new("ex1-clicks");
+pub(crate) const CLICKS: Stream = Stream::new("ex1-clicks");
 const DEFAULT_COUNT: usize = 1000;
 /// Kinesis allows 50 tags per stream; labs' own tags take three, each run one.
 const MAX_RUNS: usize = 50 - labs_infra::OWN_TAGS;
@@ -294,7 +294,7 @@ async fn run_log(target: &Target, args: &RunOptions, out: Output) -> Result<()> 
     let mut recorded = Recorded { count, after_sequence: None, at_timestamp: None };
     kinesis::record_run(client, &stream, &seed.to_string(), &recorded.tag_value()).await?;
     let bar = output::progress(count as u64, "PutRecords");
-    let produced = kinesis::produce(client, &stream, events.iter().map(encode).collect(), None, &bar).await?;
+    let produced = kinesis::produce(client, &stream, events.iter().map(encode), None, &bar).await?;
     bar.finish_and_clear();
     out.say(format!(
         "   {} records in {:.2} s ({:.0} records/s), {} PutRecords calls, {} entries refused and retried\n",

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::{BenchOptions, CATCH_UP, Tables};
 use crate::driver::dynamodb as db;
+use crate::figures::{Figure, Goal};
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -24,7 +25,7 @@ struct BenchReport {
 
 /// Time from a write to the products table until the index shows it (p50, p99), and the
 /// handler's in-process throughput on a large synthetic batch.
-pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<()> {
+pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
     let tables = Tables::of(target);
     db::describe_table(&target.clients.dynamodb, &tables.products, "example-3").await?;
     let writes = args.count.unwrap_or(100).max(1);
@@ -112,5 +113,12 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
             ],
         ],
     );
-    out.json(&report)
+    out.json(&report)?;
+    Ok(vec![
+        Figure::new("example-3", format!("write -> index p50 ({writes} writes)"), report.p50_ms, "ms")
+            .goal(Goal::AtMost(1000.0)),
+        Figure::new("example-3", "write -> index p99", report.p99_ms, "ms"),
+        Figure::new("example-3", format!("CDC indexer handler, {records}-record batch"), handler_rate, "records/s")
+            .goal(Goal::AtLeast(100_000.0)),
+    ])
 }

@@ -17,6 +17,7 @@ use crate::driver::dynamodb as db;
 use crate::driver::kinesis::{self, Outgoing, PutOptions};
 use crate::driver::seeds;
 use crate::examples::BenchOptions;
+use crate::figures::Figure;
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -81,7 +82,7 @@ async fn in_process() -> Result<f64> {
     Ok(IN_PROCESS_RECORDS as f64 / started.elapsed().as_secs_f64())
 }
 
-pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<()> {
+pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
     let names = Names::of(target);
     db::describe_table(&target.clients.dynamodb, &names.totals, "example-4").await?;
     let count = args.count.unwrap_or(100).clamp(1, 5_000);
@@ -151,5 +152,15 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
             vec!["produce -> counted, max".into(), format!("{:.0} ms", report.max_ms)],
         ],
     );
-    out.json(&report)
+    out.json(&report)?;
+    Ok(vec![
+        Figure::new(
+            "example-4",
+            format!("processor in-process, batches of {BATCH}"),
+            report.processor_records_per_second,
+            "records/s",
+        ),
+        Figure::new("example-4", format!("produce -> counted p50 ({count} events)"), report.p50_ms, "ms"),
+        Figure::new("example-4", "produce -> counted p99", report.p99_ms, "ms"),
+    ])
 }

@@ -12,6 +12,7 @@ use ledger_projector::{ExecuteOptions, execute};
 use serde::Serialize;
 
 use super::{BenchOptions, Lab, MAX_COMMANDS, MAX_RUNS, RunSpec};
+use crate::figures::Figure;
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -49,7 +50,7 @@ fn history(commands: usize) -> Vec<Event> {
     events
 }
 
-pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<()> {
+pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
     let commands = args.count.unwrap_or(DEFAULT_COMMANDS);
     if !(2..=MAX_COMMANDS).contains(&commands) {
         bail!("--count is the number of commands to time: use 2 to {MAX_COMMANDS}");
@@ -120,5 +121,10 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
             ],
         ],
     );
-    out.json(&report)
+    out.json(&report)?;
+    Ok(vec![
+        Figure::new("example-5", "command: load, decide, conditional append p50", report.p50_ms, "ms"),
+        Figure::new("example-5", "command p99", report.p99_ms, "ms"),
+        Figure::new("example-5", format!("in-process fold of {} events", report.fold_events), per_second, "events/s"),
+    ])
 }

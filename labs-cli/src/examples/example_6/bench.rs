@@ -16,6 +16,7 @@ use super::simulate::simulate;
 use super::watch::{Mode, Watch};
 use crate::driver::seeds;
 use crate::examples::BenchOptions;
+use crate::figures::Figure;
 use crate::output::{self, Output};
 use crate::target::Target;
 
@@ -70,7 +71,7 @@ fn releases(lab: &Lab<'_>, part: &Part, sent_at: &[Millis], heartbeats_at: Milli
     steps
 }
 
-pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) -> Result<()> {
+pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
     let lab = Lab::connect(target, out).await?;
     let per_device = options.count.map_or(DEFAULT_PER_DEVICE, |n| n as u32);
     if !(20..=5_000).contains(&per_device) {
@@ -142,5 +143,11 @@ pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) 
             ],
         ],
     );
-    out.json(&BenchReport { in_process, end_to_end })
+    let figures = vec![
+        Figure::new("example-6", "in-process window logic", in_process.readings_per_second, "readings/s"),
+        Figure::new("example-6", "record that closes a window -> final row, p50", end_to_end.p50_ms, "ms"),
+        Figure::new("example-6", "record that closes a window -> final row, p95", end_to_end.p95_ms, "ms"),
+    ];
+    out.json(&BenchReport { in_process, end_to_end })?;
+    Ok(figures)
 }

@@ -89,8 +89,11 @@ pub(super) async fn hot_shard(target: &Target, stream: &str, run: &Run, out: Out
         run.orders,
         held_back.len()
     ));
-    let records =
-        events.iter().filter(|e| !held_back.contains(&e.emitted)).map(|e| encode(e, e.customer_id.clone())).collect();
+    let records = events
+        .iter()
+        .filter(|e| !held_back.contains(&e.emitted))
+        .map(|e| encode(e, e.customer_id.clone()))
+        .collect::<Vec<_>>();
     let bar_ = output::progress((events.len() - held_back.len()) as u64, "PutRecords");
     let produced = kinesis::produce(client, stream, records, None, &bar_).await;
     bar_.finish_and_clear();

@@ -29,7 +29,7 @@ pub(super) async fn random_keys(target: &Target, stream: &str, run: &Run, out: O
         events.len(),
         run.orders
     ));
-    let records = events.iter().map(|e| encode(e, format!("{:032x}", rand::random::<u128>()))).collect();
+    let records = events.iter().map(|e| encode(e, format!("{:032x}", rand::random::<u128>()))).collect::<Vec<_>>();
     let bar = output::progress(events.len() as u64, "PutRecords");
     let produced = kinesis::produce(&target.clients.kinesis, stream, records, None, &bar).await;
     bar.finish_and_clear();

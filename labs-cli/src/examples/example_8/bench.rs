@@ -12,10 +12,11 @@ use super::window_join::{end_of, produce_and_close, spec_of};
 use super::{Ctx, Names, WindowRun, now_millis, window_runs};
 use crate::driver::{dynamodb as db, kinesis, seeds};
 use crate::examples::{BenchOptions, RunOptions};
+use crate::figures::Figure;
 use crate::output::Output;
 use crate::target::Target;
 
-pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) -> Result<()> {
+pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
     let names = Names::of(target);
     db::describe_table(&target.clients.dynamodb, &names.window_state, "example-8").await?;
     let sessions = options.count.unwrap_or(100).clamp(1, super::MAX_SESSIONS) as u32;
@@ -47,5 +48,11 @@ pub(super) async fn bench(target: &Target, options: &BenchOptions, out: Output) 
             vec!["events per second, end to end".into(), format!("{:.1}", events as f64 / window_seconds.max(0.001))],
         ],
     );
-    out.json(&json!({ "sessions": sessions, "events": events, "window_join_seconds": window_seconds }))
+    out.json(&json!({ "sessions": sessions, "events": events, "window_join_seconds": window_seconds }))?;
+    Ok(vec![Figure::new(
+        "example-8",
+        format!("window join, {sessions} sessions: first record to all decided"),
+        window_seconds,
+        "s",
+    )])
 }

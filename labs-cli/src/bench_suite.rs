@@ -1,0 +1,151 @@
+//! `labs bench` without a subject: every figure labs can measure, in one table. Each example
+//! with a bench is brought up first (and taken down again when the suite brought it up), then
+//! the stream-trigger runner, the Lambda zips and the producer's peak memory.
+
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use labs_infra::SdkContext;
+
+use crate::examples::{self, BenchOptions};
+use crate::figures::{self, Figure, Goal};
+use crate::output::{self, Output};
+use crate::target::Target;
+use crate::{provision, toolchain, trigger_bench};
+
+/// Records `labs produce` sends for its peak-memory figure.
+const PRODUCER_RECORDS: usize = 200_000;
+/// A function's zip must stay under this to deploy quickly (and far under Lambda's 50 MB).
+const ZIP_GOAL_MB: f64 = 4.0;
+const PRODUCER_RSS_GOAL_MB: f64 = 100.0;
+const UP_AGAIN_GOAL_SECONDS: f64 = 2.0;
+
+pub async fn all(target: &Target, out: Output) -> Result<()> {
+    if target.kind.is_aws() {
+        bail!("`labs bench` without a subject runs every bench on an emulator; name one bench to run it on AWS");
+    }
+    let mut figures = zip_sizes()?;
+    let options = BenchOptions::default();
+    for (about, example) in examples::built() {
+        let Some(bench) = example.bench(target, &options, Output::quiet()) else { continue };
+        let stack = about.id.stack()?;
+        let (present, declared) = provision::presence(target, &stack).await?;
+        let spinner = output::spinner(&format!("bench {}", about.id));
+        provision::up_stack(target, &stack, false, Output::quiet()).await?;
+        // Only a stack this suite deployed has functions that were never invoked.
+        if present == 0 {
+            figures.extend(invocation_latency(target, &stack).await?);
+        }
+        let started = Instant::now();
+        provision::up_stack(target, &stack, false, Output::quiet()).await?;
+        figures.push(
+            Figure::new(about.id.to_string(), "labs up again, nothing changed", started.elapsed().as_secs_f64(), "s")
+                .goal(Goal::AtMost(UP_AGAIN_GOAL_SECONDS)),
+        );
+        let measured = bench.await;
+        if present < declared {
+            provision::destroy_stack(target, &stack).await?;
+        }
+        spinner.finish_and_clear();
+        match measured {
+            Ok(rows) => figures.extend(rows),
+            Err(err) => output::note(format!("{}: bench failed, left out of the table: {err:#}", about.id)),
+        }
+    }
+    let spinner = output::spinner("bench triggers");
+    let triggers = trigger_bench::bench(target, None, Output::quiet()).await;
+    spinner.finish_and_clear();
+    match triggers {
+        Ok(rows) => figures.extend(rows),
+        Err(err) => output::note(format!("triggers: bench failed, left out of the table: {err:#}")),
+    }
+    figures.push(producer_peak_memory(target).await?);
+    let build =
+        if cfg!(debug_assertions) { "debug build: use a release build for real figures" } else { "release build" };
+    figures::print(&format!("labs bench on {} ({build})", target.kind.describe()), &figures, out)
+}
+
+/// The size of each function's zip as labs builds and deploys it.
+fn zip_sizes() -> Result<Vec<Figure>> {
+    let mut packages = Vec::new();
+    for (about, _) in examples::built() {
+        for function in about.id.stack()?.functions {
+            if !packages.contains(&function.package) {
+                packages.push(function.package);
+            }
+        }
+    }
+    let mut artifacts: Vec<_> = toolchain::build(&packages)?.into_iter().collect();
+    artifacts.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(artifacts
+        .into_iter()
+        .map(|(package, artifact)| {
+            let mb = artifact.zip.len() as f64 / (1024.0 * 1024.0);
+            Figure::new("lambda", format!("{package}: zip size"), mb, "MB").goal(Goal::AtMost(ZIP_GOAL_MB))
+        })
+        .collect())
+}
+
+/// The first and the second invocation of each function of a stack just deployed: the first
+/// starts the function's process (cold start), the second finds it running (warm). The event is
+/// an empty batch, which every handler here accepts and which writes nothing.
+async fn invocation_latency(target: &Target, stack: &labs_infra::stack::Stack) -> Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for function in &stack.functions {
+        let name = labs_infra::stack::full_name(&target.prefix, &function.name);
+        let mut took = Vec::new();
+        for _ in 0..2 {
+            let started = Instant::now();
+            let invoked = target
+                .clients
+                .lambda
+                .invoke()
+                .function_name(&name)
+                .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"Records":[]}"#))
+                .send()
+                .await
+                .doing(format!("invoking {name}"))?;
+            if let Some(error) = invoked.function_error() {
+                output::note(format!("{name} answered an empty batch with an error ({error}): its figure includes it"));
+            }
+            took.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        figures.push(
+            Figure::new("lambda", format!("{name}: first invoke after deploy (cold)"), took[0], "ms")
+                .anchored("second invoke (warm)", took[1]),
+        );
+    }
+    Ok(figures)
+}
+
+/// Runs `labs produce` as a child into example 1's stream (brought up for it) and reads the
+/// peak resident memory it reports.
+async fn producer_peak_memory(target: &Target) -> Result<Figure> {
+    let id: examples::ExampleId = "example-1".parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let stack = id.stack()?;
+    let (present, declared) = provision::presence(target, &stack).await?;
+    provision::up_stack(target, &stack, false, Output::quiet()).await?;
+    let endpoint = target.endpoint().context("the producer figure needs an emulator endpoint")?.to_owned();
+    let stream = target.name(examples::example_1::CLICKS);
+    let spinner = output::spinner(&format!("labs produce --count {PRODUCER_RECORDS}"));
+    let child = tokio::task::spawn_blocking(move || {
+        Command::new(std::env::current_exe()?)
+            .args(["produce", "--json", "--yes", "--endpoint-url", &endpoint, "--stream", &stream, "--count"])
+            .arg(PRODUCER_RECORDS.to_string())
+            .output()
+            .context("could not run labs produce")
+    })
+    .await??;
+    spinner.finish_and_clear();
+    if present < declared {
+        provision::destroy_stack(target, &stack).await?;
+    }
+    if !child.status.success() {
+        bail!("labs produce failed: {}", String::from_utf8_lossy(&child.stderr).trim());
+    }
+    let report: serde_json::Value = serde_json::from_slice(&child.stdout).context("labs produce printed no JSON")?;
+    let peak = report["peak_rss_mib"].as_f64().context("labs produce reported no peak memory (is /proc there?)")?;
+    Ok(Figure::new("producer", format!("labs produce --count {PRODUCER_RECORDS}: peak RSS"), peak, "MB")
+        .goal(Goal::AtMost(PRODUCER_RSS_GOAL_MB)))
+}
