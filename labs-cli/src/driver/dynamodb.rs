@@ -166,3 +166,29 @@ where
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// `table`'s ARN, which its tags are read and written by.
+async fn table_arn(client: &Client, table: &str) -> Result<String> {
+    let described = client.describe_table().table_name(table).send().await.doing(format!("describing {table}"))?;
+    described
+        .table()
+        .and_then(|t| t.table_arn())
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("{table} has no ARN"))
+}
+
+/// Every tag of `table`, as (key, value) pairs.
+pub async fn table_tags(client: &Client, table: &str) -> Result<Vec<(String, String)>> {
+    let arn = table_arn(client, table).await?;
+    let out =
+        client.list_tags_of_resource().resource_arn(arn).send().await.doing(format!("reading tags of {table}"))?;
+    Ok(out.tags().iter().map(|t| (t.key().to_owned(), t.value().to_owned())).collect())
+}
+
+/// Sets one tag of `table` (added, or replaced when the key is there).
+pub async fn tag_table(client: &Client, table: &str, key: &str, value: &str) -> Result<()> {
+    let arn = table_arn(client, table).await?;
+    let tag = aws_sdk_dynamodb::types::Tag::builder().key(key).value(value).build()?;
+    client.tag_resource().resource_arn(arn).tags(tag).send().await.doing(format!("tagging {table}"))?;
+    Ok(())
+}

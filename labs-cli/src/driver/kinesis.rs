@@ -676,12 +676,11 @@ pub async fn stream_tags(client: &Client, stream: &str) -> Result<Vec<(String, S
 
 /// Records a run on `stream` before it produces, so a crash mid-run shows up as missing data.
 pub async fn record_run(client: &Client, stream: &str, name: &str, value: &str) -> Result<()> {
-    client
-        .add_tags_to_stream()
-        .stream_name(stream)
-        .tags(format!("{RUN_TAG}{name}"), value)
-        .send()
-        .await
-        .doing(format!("recording run {name} on {stream}"))?;
+    tag_stream(client, stream, &format!("{RUN_TAG}{name}"), value).await
+}
+
+/// Sets one tag of `stream` (added, or replaced when the key is there).
+pub async fn tag_stream(client: &Client, stream: &str, key: &str, value: &str) -> Result<()> {
+    client.add_tags_to_stream().stream_name(stream).tags(key, value).send().await.doing(format!("tagging {stream}"))?;
     Ok(())
 }

@@ -6,12 +6,10 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use aws_sdk_dynamodb::types::Tag as TableTag;
-use labs_infra::SdkContext;
 use labs_infra::stack::{self, Stack};
 use serde::Serialize;
 
-use crate::driver::kinesis;
+use crate::driver::{dynamodb, kinesis};
 use crate::target::Target;
 
 const TAG: &str = "labs:last-verify";
@@ -76,62 +74,19 @@ pub async fn record(target: &Target, stack: &Stack, outcome: Outcome) -> Result<
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let value = Verdict { outcome, at_unix_seconds: now }.to_tag();
     match carrier(target, stack).with_context(|| format!("{} declares no table or stream", stack.example))? {
-        Carrier::Table(table) => {
-            let arn = table_arn(target, &table).await?;
-            let tag = TableTag::builder().key(TAG).value(value).build()?;
-            target
-                .clients
-                .dynamodb
-                .tag_resource()
-                .resource_arn(arn)
-                .tags(tag)
-                .send()
-                .await
-                .doing(format!("tagging {table}"))?;
-        }
-        Carrier::Stream(stream) => {
-            target
-                .clients
-                .kinesis
-                .add_tags_to_stream()
-                .stream_name(&stream)
-                .tags(TAG, value)
-                .send()
-                .await
-                .doing(format!("tagging {stream}"))?;
-        }
+        Carrier::Table(table) => dynamodb::tag_table(&target.clients.dynamodb, &table, TAG, &value).await,
+        Carrier::Stream(stream) => kinesis::tag_stream(&target.clients.kinesis, &stream, TAG, &value).await,
     }
-    Ok(())
 }
 
 /// The example's last recorded verification, if any.
 pub async fn read(target: &Target, stack: &Stack) -> Result<Option<Verdict>> {
-    let value = match carrier(target, stack) {
-        None => None,
-        Some(Carrier::Table(table)) => {
-            let arn = table_arn(target, &table).await?;
-            let tags = target
-                .clients
-                .dynamodb
-                .list_tags_of_resource()
-                .resource_arn(arn)
-                .send()
-                .await
-                .doing(format!("reading tags of {table}"))?;
-            tags.tags().iter().find(|t| t.key() == TAG).map(|t| t.value().to_owned())
-        }
-        Some(Carrier::Stream(stream)) => {
-            let tags = kinesis::stream_tags(&target.clients.kinesis, &stream).await?;
-            tags.into_iter().find(|(key, _)| key == TAG).map(|(_, value)| value)
-        }
+    let tags = match carrier(target, stack) {
+        None => Vec::new(),
+        Some(Carrier::Table(table)) => dynamodb::table_tags(&target.clients.dynamodb, &table).await?,
+        Some(Carrier::Stream(stream)) => kinesis::stream_tags(&target.clients.kinesis, &stream).await?,
     };
-    Ok(value.as_deref().and_then(Verdict::parse))
-}
-
-async fn table_arn(target: &Target, table: &str) -> Result<String> {
-    let described =
-        target.clients.dynamodb.describe_table().table_name(table).send().await.doing(format!("describing {table}"))?;
-    described.table().and_then(|t| t.table_arn()).map(str::to_owned).with_context(|| format!("{table} has no ARN"))
+    Ok(tags.into_iter().find(|(key, _)| key == TAG).and_then(|(_, value)| Verdict::parse(&value)))
 }
 
 #[cfg(test)]
