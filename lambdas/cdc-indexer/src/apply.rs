@@ -114,13 +114,13 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
         pending.push(Pending { change, stale_superseded });
     }
 
-    if !puts.is_empty() || !deletes.is_empty() {
-        store.write_index(&puts, &deletes).await?;
-    }
     report.index_puts += puts.len() as u64;
     report.index_deletes += deletes.len() as u64;
+    if !puts.is_empty() || !deletes.is_empty() {
+        store.write_index(puts, deletes).await?;
+    }
 
-    let written = if commits.is_empty() { Vec::new() } else { store.commit_checkpoints(&commits).await? };
+    let written = if commits.is_empty() { Vec::new() } else { store.commit_checkpoints(commits).await? };
     let mut lost = Vec::new();
     for (p, ok) in pending.iter().zip(written) {
         let records = 1 + p.change.superseded.len() as u64;
@@ -187,10 +187,10 @@ async fn repair_lost_races<S: IndexStore>(
             deletes.push((term.clone(), id.clone()));
         }
     }
-    if !puts.is_empty() || !deletes.is_empty() {
-        store.write_index(&puts, &deletes).await?;
-    }
     report.index_puts += puts.len() as u64;
     report.index_deletes += deletes.len() as u64;
+    if !puts.is_empty() || !deletes.is_empty() {
+        store.write_index(puts, deletes).await?;
+    }
     Ok(())
 }

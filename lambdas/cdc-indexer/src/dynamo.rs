@@ -197,9 +197,9 @@ impl IndexStore for DynamoStore {
         Ok(checkpoints)
     }
 
-    async fn write_index(&self, puts: &[IndexItem], deletes: &[IndexEntry]) -> Result<(), StoreError> {
+    async fn write_index(&self, puts: Vec<IndexItem>, deletes: Vec<IndexEntry>) -> Result<(), StoreError> {
         let mut requests = Vec::with_capacity(puts.len() + deletes.len());
-        for item in puts {
+        for item in &puts {
             let item = serde_dynamo::to_item(item).map_err(|e| decode_error("BatchWriteItem", e))?;
             let put =
                 PutRequest::builder().set_item(Some(item)).build().map_err(|e| dynamo_error("BatchWriteItem", e))?;
@@ -207,8 +207,8 @@ impl IndexStore for DynamoStore {
         }
         for (term, product_id) in deletes {
             let delete = DeleteRequest::builder()
-                .key("term", s(term))
-                .key("product_id", s(product_id))
+                .key("term", AttributeValue::S(term))
+                .key("product_id", AttributeValue::S(product_id))
                 .build()
                 .map_err(|e| dynamo_error("BatchWriteItem", e))?;
             requests.push(WriteRequest::builder().delete_request(delete).build());
@@ -218,11 +218,8 @@ impl IndexStore for DynamoStore {
         Ok(())
     }
 
-    async fn commit_checkpoints(&self, commits: &[CheckpointCommit]) -> Result<Vec<bool>, StoreError> {
-        run_bounded(commits.to_vec(), |commit| {
-            put_checkpoint(self.client.clone(), self.checkpoint_table.clone(), commit)
-        })
-        .await
+    async fn commit_checkpoints(&self, commits: Vec<CheckpointCommit>) -> Result<Vec<bool>, StoreError> {
+        run_bounded(commits, |commit| put_checkpoint(self.client.clone(), self.checkpoint_table.clone(), commit)).await
     }
 
     async fn add_stats(&self, stats: &BatchStats) -> Result<(), StoreError> {

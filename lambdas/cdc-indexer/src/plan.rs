@@ -1,11 +1,12 @@
 //! The pure half of the indexer: decode a batch of DynamoDB stream records and reduce it to one
 //! change per product. No I/O and no knowledge of the checkpoints; `apply` does that.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use labs_core::search_index::{Product, add_product_terms, product_terms};
+use labs_core::search_index::{Product, add_terms};
 use labs_core::sequence;
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
@@ -66,21 +67,42 @@ impl ChangeKind {
     }
 }
 
-/// One stream record, decoded and checked.
+/// One stream record, decoded and checked. It borrows from the record: planning a large batch
+/// copied every string of every record before, which cost more than the planning itself.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DecodedChange {
-    pub event_id: String,
-    pub product_id: String,
-    pub sequence_number: String,
+pub struct DecodedChange<'a> {
+    pub event_id: &'a str,
+    pub product_id: &'a str,
+    pub sequence_number: &'a str,
     pub kind: ChangeKind,
     /// The item after the change (`None` for REMOVE).
-    pub new_image: Option<Product>,
+    pub new_image: Option<ImageText<'a>>,
     /// The item before the change (`None` for INSERT).
-    pub old_image: Option<Product>,
+    pub old_image: Option<ImageText<'a>>,
+}
+
+/// What the index needs of an image (a [`Product`] that decoded, id checked): its text.
+/// Borrowed from the record, unless the image took serde_dynamo's path (see
+/// [`product_from_item`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageText<'a> {
+    pub name: Cow<'a, str>,
+    pub description: Option<Cow<'a, str>>,
+}
+
+impl ImageText<'_> {
+    /// Adds the terms of this text to `into`, as `labs_core::search_index::add_product_terms`
+    /// does for a product.
+    fn add_terms(&self, into: &mut BTreeSet<String>) {
+        add_terms(&self.name, into);
+        if let Some(description) = &self.description {
+            add_terms(description, into);
+        }
+    }
 }
 
 /// Decodes the `index`th record of a batch.
-pub fn decode_record(index: usize, record: &EventRecord) -> Result<DecodedChange, DecodeError> {
+pub fn decode_record<'a>(index: usize, record: &'a EventRecord) -> Result<DecodedChange<'a>, DecodeError> {
     let fail = |problem| DecodeError { index, event_id: record.event_id.clone(), problem };
     let kind = match record.event_name.as_str() {
         "INSERT" => ChangeKind::Insert,
@@ -93,29 +115,38 @@ pub fn decode_record(index: usize, record: &EventRecord) -> Result<DecodedChange
         Some(s) if !s.bytes().all(|b| b.is_ascii_digit()) => {
             return Err(fail(DecodeProblem::BadSequenceNumber(s.to_owned())));
         }
-        Some(s) => s.to_owned(),
+        Some(s) => s,
     };
     let product_id = match record.change.keys.get("id") {
         None => return Err(fail(DecodeProblem::MissingId)),
-        Some(AttributeValue::S(id)) if !id.is_empty() => id.clone(),
+        Some(AttributeValue::S(id)) if !id.is_empty() => id.as_str(),
         Some(other) => return Err(fail(DecodeProblem::BadId(describe(other)))),
     };
     if product_id == STATS_ID {
         return Err(fail(DecodeProblem::ReservedId));
     }
-    let decode = |image: &'static str, item: &Item| -> Result<Option<Product>, DecodeError> {
+    let id_mismatch = |image, image_id: &str| {
+        fail(DecodeProblem::IdMismatch { image, image_id: image_id.to_owned(), key_id: product_id.to_owned() })
+    };
+    let decode = |image: &'static str, item: &'a Item| -> Result<Option<ImageText<'a>>, DecodeError> {
         if item.is_empty() {
             return Ok(None);
         }
-        let product = match product_from_item(item) {
-            Some(product) => product,
-            None => serde_dynamo::from_item(item.clone())
-                .map_err(|e| fail(DecodeProblem::BadImage { image, reason: e.to_string() }))?,
-        };
-        if product.id != product_id {
-            return Err(fail(DecodeProblem::IdMismatch { image, image_id: product.id, key_id: product_id.clone() }));
+        if let Some(view) = product_from_item(item) {
+            if view.id != product_id {
+                return Err(id_mismatch(image, view.id));
+            }
+            return Ok(Some(ImageText {
+                name: Cow::Borrowed(view.name),
+                description: view.description.map(Cow::Borrowed),
+            }));
         }
-        Ok(Some(product))
+        let product: Product = serde_dynamo::from_item(item.clone())
+            .map_err(|e| fail(DecodeProblem::BadImage { image, reason: e.to_string() }))?;
+        if product.id != product_id {
+            return Err(id_mismatch(image, &product.id));
+        }
+        Ok(Some(ImageText { name: Cow::Owned(product.name), description: product.description.map(Cow::Owned) }))
     };
     // A REMOVE's desired state is "nothing", so a stray NewImage there is ignored.
     let new_image = match kind {
@@ -126,22 +157,33 @@ pub fn decode_record(index: usize, record: &EventRecord) -> Result<DecodedChange
     if kind != ChangeKind::Remove && new_image.is_none() {
         return Err(fail(DecodeProblem::MissingNewImage(kind.as_str())));
     }
-    Ok(DecodedChange { event_id: record.event_id.clone(), product_id, sequence_number, kind, new_image, old_image })
+    Ok(DecodedChange { event_id: &record.event_id, product_id, sequence_number, kind, new_image, old_image })
+}
+
+/// A [`Product`] whose strings are borrowed from the image it was decoded from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ProductView<'a> {
+    id: &'a str,
+    name: &'a str,
+    description: Option<&'a str>,
+    price: Option<f64>,
+    version: Option<u64>,
 }
 
 /// Decodes an image of the usual shape (attributes of the types `Product` declares, unknown ones
-/// ignored) as `serde_dynamo::from_item` would, but from a borrowed item: serde_dynamo consumes
-/// its input, and copying every attribute of every image for it was a large part of planning.
-/// `None` for anything else (a missing id, a wrong type, a number that does not parse), which the
-/// caller then hands to serde_dynamo, for the same result or its error message.
-fn product_from_item(item: &Item) -> Option<Product> {
+/// ignored) as `serde_dynamo::from_item` would, but from a borrowed item, into a view that
+/// borrows its strings: serde_dynamo consumes its input, and copying every attribute of every
+/// image for it was a large part of planning. `None` for anything else (a missing id, a wrong
+/// type, a number that does not parse), which the caller then hands to serde_dynamo, for the same
+/// result or its error message.
+fn product_from_item(item: &Item) -> Option<ProductView<'_>> {
     let mut id = None;
-    let (mut name, mut description, mut price, mut version) = (String::new(), None, None, None);
+    let (mut name, mut description, mut price, mut version) = ("", None, None, None);
     for (attribute, value) in item.iter() {
         match (attribute.as_str(), value) {
-            ("id", AttributeValue::S(s)) => id = Some(s.clone()),
-            ("name", AttributeValue::S(s)) => name = s.clone(),
-            ("description", AttributeValue::S(s)) => description = Some(s.clone()),
+            ("id", AttributeValue::S(s)) => id = Some(s.as_str()),
+            ("name", AttributeValue::S(s)) => name = s.as_str(),
+            ("description", AttributeValue::S(s)) => description = Some(s.as_str()),
             ("price", AttributeValue::N(n)) => price = Some(n.parse().ok()?),
             ("version", AttributeValue::N(n)) => version = Some(n.parse().ok()?),
             // serde reads NULL as an absent option.
@@ -151,7 +193,7 @@ fn product_from_item(item: &Item) -> Option<Product> {
         }
     }
     // No `..` here: a field added to Product must be decoded here too.
-    Some(Product { id: id?, name, description, price, version })
+    Some(ProductView { id: id?, name, description, price, version })
 }
 
 /// A short description of an attribute's type, for error messages.
@@ -216,18 +258,19 @@ pub struct BatchPlan {
 /// compared numerically). Fails on the first record that cannot be decoded.
 pub fn plan_batch(event: &Event) -> Result<BatchPlan, DecodeError> {
     let mut plan = BatchPlan::default();
-    let mut by_product: BTreeMap<String, Vec<DecodedChange>> = BTreeMap::new();
+    let mut changes = Vec::with_capacity(event.records.len());
     for (index, record) in event.records.iter().enumerate() {
         let change = decode_record(index, record)?;
         plan.count(change.kind);
-        // The id is cloned once per product, not once per record.
-        if let Some(changes) = by_product.get_mut(&change.product_id) {
-            changes.push(change);
-        } else {
-            by_product.insert(change.product_id.clone(), vec![change]);
-        }
+        changes.push(change);
     }
-    plan.changes = by_product.into_iter().map(|(product_id, changes)| plan_product(product_id, changes)).collect();
+    // One sort groups the changes by product (in id order, as `changes` must be) and orders each
+    // product's by sequence number, compared numerically. Stable: of two records with the same
+    // sequence number, the later one in the batch stays later, and wins.
+    changes.sort_by(|a, b| {
+        a.product_id.cmp(b.product_id).then_with(|| sequence::compare(a.sequence_number, b.sequence_number))
+    });
+    plan.changes = changes.chunk_by(|a, b| a.product_id == b.product_id).map(plan_product).collect();
     plan.superseded = plan.changes.iter().map(|c| c.superseded.len() as u64).sum();
     Ok(plan)
 }
@@ -243,32 +286,38 @@ impl BatchPlan {
     }
 }
 
-/// Reduces one product's changes in a batch (at least one) to the last of them.
-fn plan_product(product_id: String, mut changes: Vec<DecodedChange>) -> PlannedChange {
-    // Stable sort: of two records with the same sequence number, the later one in the batch wins.
-    changes.sort_by(|a, b| sequence::compare(&a.sequence_number, &b.sequence_number));
-    let last = changes.pop().expect("every product has at least one change");
-    let desired_terms = last.new_image.as_ref().map(product_terms);
-    let images = changes.iter().chain([&last]).flat_map(|c| c.old_image.iter().chain(&c.new_image));
+/// Reduces one product's changes in a batch (at least one, in sequence-number order) to the last
+/// of them.
+fn plan_product(changes: &[DecodedChange<'_>]) -> PlannedChange {
+    let (last, earlier) = changes.split_last().expect("every product has at least one change");
+    let desired_terms = last.new_image.as_ref().map(|image| {
+        let mut terms = BTreeSet::new();
+        image.add_terms(&mut terms);
+        terms
+    });
+    let images = changes.iter().flat_map(|c| c.old_image.iter().chain(&c.new_image));
     PlannedChange {
-        product_id,
+        product_id: last.product_id.to_owned(),
         seen_terms: terms_of_images(desired_terms.clone().unwrap_or_default(), images),
-        sequence_number: last.sequence_number,
+        sequence_number: last.sequence_number.to_owned(),
         kind: last.kind,
         desired_terms,
-        superseded: changes.into_iter().map(|c| c.sequence_number).collect(),
+        superseded: earlier.iter().map(|c| c.sequence_number.to_owned()).collect(),
     }
 }
 
 /// Adds the terms of `images` (a product's images in stream order) to `terms`.
-fn terms_of_images<'a>(mut terms: BTreeSet<String>, images: impl Iterator<Item = &'a Product>) -> BTreeSet<String> {
+fn terms_of_images<'a>(
+    mut terms: BTreeSet<String>,
+    images: impl Iterator<Item = &'a ImageText<'a>>,
+) -> BTreeSet<String> {
     // Most images repeat the text of the one before: a change's old image is the previous
     // change's new image, and many changes touch only the price. Tokenizing allocates, so a text
     // is tokenized only when it differs from the previous image's.
-    let mut previous: Option<&Product> = None;
+    let mut previous: Option<&ImageText> = None;
     for image in images {
-        if !previous.is_some_and(|p| p.name == image.name && p.description == image.description) {
-            add_product_terms(image, &mut terms);
+        if previous != Some(image) {
+            image.add_terms(&mut terms);
         }
         previous = Some(image);
     }
@@ -287,6 +336,16 @@ mod tests {
 
     fn product(id: &str, name: &str) -> Product {
         Product { id: id.into(), name: name.into(), ..Default::default() }
+    }
+
+    fn owned(view: ProductView<'_>) -> Product {
+        Product {
+            id: view.id.into(),
+            name: view.name.into(),
+            description: view.description.map(Into::into),
+            price: view.price,
+            version: view.version,
+        }
     }
 
     fn words(list: &[&str]) -> BTreeSet<String> {
@@ -326,14 +385,14 @@ mod tests {
         let images = batch.records.iter().flat_map(|r| [&r.change.new_image, &r.change.old_image]);
         for item in images.filter(|item| !item.is_empty()) {
             let expected: Product = serde_dynamo::from_item(item.clone()).unwrap();
-            assert_eq!(product_from_item(item), Some(expected));
+            assert_eq!(product_from_item(item).map(owned), Some(expected));
         }
         let mut item = Item::from(std::collections::HashMap::from([
             ("id".to_owned(), AttributeValue::S("a".into())),
             ("description".to_owned(), AttributeValue::Null(true)),
             ("extra".to_owned(), AttributeValue::Bool(true)),
         ]));
-        assert_eq!(product_from_item(&item), Some(product("a", "")));
+        assert_eq!(product_from_item(&item).map(owned), Some(product("a", "")));
         // Left to serde: whatever it may reject.
         for (attribute, value) in [
             ("price", AttributeValue::S("cheap".into())),

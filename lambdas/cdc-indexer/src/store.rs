@@ -146,18 +146,20 @@ pub trait IndexStore {
         product_ids: &[String],
     ) -> impl Future<Output = Result<HashMap<String, Checkpoint>, StoreError>> + Send;
 
-    /// Puts and deletes index rows. No key appears twice across `puts` and `deletes`.
+    /// Puts and deletes index rows. No key appears twice across `puts` and `deletes`. Owned, so
+    /// that a store keeping or sending the rows moves their strings instead of copying them.
     fn write_index(
         &self,
-        puts: &[IndexItem],
-        deletes: &[IndexEntry],
+        puts: Vec<IndexItem>,
+        deletes: Vec<IndexEntry>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Writes each checkpoint if its condition holds. Returns, per commit and in order, whether
-    /// it was written (`false`: the condition failed, another writer got there first).
+    /// it was written (`false`: the condition failed, another writer got there first). Owned, as
+    /// in `write_index`.
     fn commit_checkpoints(
         &self,
-        commits: &[CheckpointCommit],
+        commits: Vec<CheckpointCommit>,
     ) -> impl Future<Output = Result<Vec<bool>, StoreError>> + Send;
 
     /// Adds `stats` to the `#stats` counters.
@@ -180,8 +182,10 @@ type AsyncHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + 
 /// Everything a [`MemoryStore`] holds.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryState {
-    /// Index rows: `(term, product_id)` → `seq`.
-    pub index: BTreeMap<IndexEntry, String>,
+    /// Index rows: `(term, product_id)` → `seq`. Hashed, not ordered: a large batch puts and
+    /// deletes rows by the hundred thousand, and a tree of string pairs made that the handler's
+    /// largest cost (nothing reads the rows in order; [`MemoryStore::index`] sorts them).
+    pub index: HashMap<IndexEntry, String>,
     pub checkpoints: BTreeMap<String, Checkpoint>,
     pub stats: BatchStats,
     /// Calls made, for tests that count round trips.
@@ -286,19 +290,20 @@ impl IndexStore for MemoryStore {
         Ok(product_ids.iter().filter_map(|id| state.checkpoints.get(id).map(|cp| (id.clone(), cp.clone()))).collect())
     }
 
-    async fn write_index(&self, puts: &[IndexItem], deletes: &[IndexEntry]) -> Result<(), StoreError> {
+    async fn write_index(&self, puts: Vec<IndexItem>, deletes: Vec<IndexEntry>) -> Result<(), StoreError> {
         let mut state = self.state();
         state.index_writes += 1;
-        for item in puts {
-            state.index.insert(item.entry(), item.seq.clone());
+        state.index.reserve(puts.len());
+        for IndexItem { term, product_id, seq } in puts {
+            state.index.insert((term, product_id), seq);
         }
-        for entry in deletes {
+        for entry in &deletes {
             state.index.remove(entry);
         }
         Ok(())
     }
 
-    async fn commit_checkpoints(&self, commits: &[CheckpointCommit]) -> Result<Vec<bool>, StoreError> {
+    async fn commit_checkpoints(&self, commits: Vec<CheckpointCommit>) -> Result<Vec<bool>, StoreError> {
         {
             let mut failing = self.failing_commits.lock().unwrap();
             if *failing > 0 {
@@ -313,15 +318,16 @@ impl IndexStore for MemoryStore {
         }
         state.checkpoint_commits += 1;
         Ok(commits
-            .iter()
-            .map(|commit| {
-                let id = &commit.checkpoint.product_id;
-                let stored = state.checkpoints.get(id).map(|cp| &cp.seq);
-                let holds = stored == commit.expected_seq.as_ref();
-                if holds {
-                    state.checkpoints.insert(id.clone(), commit.checkpoint.clone());
+            .into_iter()
+            .map(|CheckpointCommit { checkpoint, expected_seq }| {
+                match (state.checkpoints.get_mut(&checkpoint.product_id), expected_seq) {
+                    (Some(stored), Some(expected)) if stored.seq == expected => *stored = checkpoint,
+                    (None, None) => {
+                        state.checkpoints.insert(checkpoint.product_id.clone(), checkpoint);
+                    }
+                    _ => return false,
                 }
-                holds
+                true
             })
             .collect())
     }

@@ -126,7 +126,7 @@ async fn the_memory_store_backfill_is_conditional_and_all_or_nothing() {
 
     // A tombstone counts as a checkpoint.
     let tombstone = Checkpoint { product_id: "p-2".into(), seq: "100".into(), terms: vec![], deleted: true };
-    store.commit_checkpoints(&[CheckpointCommit { checkpoint: tombstone, expected_seq: None }]).await.unwrap();
+    store.commit_checkpoints(vec![CheckpointCommit { checkpoint: tombstone, expected_seq: None }]).await.unwrap();
     let (cp, rows) = snapshot_of(&product("p-2", "oak desk"));
     assert!(!store.backfill_product(&cp, &rows).await.unwrap());
     assert!(terms_of(&store, "p-2").is_empty());

@@ -125,13 +125,13 @@ async fn dynamo_store_indexes_a_workload_with_redeliveries() {
     let stored = cp.seq.clone();
     cp.seq = "9".repeat(40);
     let commit = |expected: Option<String>| CheckpointCommit { checkpoint: cp.clone(), expected_seq: expected };
-    assert_eq!(store.commit_checkpoints(&[commit(None)]).await.unwrap(), vec![false]);
-    assert_eq!(store.commit_checkpoints(&[commit(Some("1".into()))]).await.unwrap(), vec![false]);
-    assert_eq!(store.commit_checkpoints(&[commit(Some(stored))]).await.unwrap(), vec![true]);
+    assert_eq!(store.commit_checkpoints(vec![commit(None)]).await.unwrap(), vec![false]);
+    assert_eq!(store.commit_checkpoints(vec![commit(Some("1".into()))]).await.unwrap(), vec![false]);
+    assert_eq!(store.commit_checkpoints(vec![commit(Some(stored))]).await.unwrap(), vec![true]);
     let new_id = Checkpoint { product_id: "p-new".into(), ..cp.clone() };
     let fresh = CheckpointCommit { checkpoint: new_id, expected_seq: None };
-    assert_eq!(store.commit_checkpoints(std::slice::from_ref(&fresh)).await.unwrap(), vec![true]);
-    assert_eq!(store.commit_checkpoints(&[fresh]).await.unwrap(), vec![false]);
+    assert_eq!(store.commit_checkpoints(vec![fresh.clone()]).await.unwrap(), vec![true]);
+    assert_eq!(store.commit_checkpoints(vec![fresh]).await.unwrap(), vec![false]);
 
     teardown(&client, &tables).await;
 }
@@ -170,7 +170,7 @@ async fn dynamo_store_backfill_is_conditional_and_all_or_nothing() {
     // A tombstone is a checkpoint too.
     let tombstone = Checkpoint { product_id: "bf-b".into(), seq: "100".into(), terms: vec![], deleted: true };
     let commit = CheckpointCommit { checkpoint: tombstone, expected_seq: None };
-    assert_eq!(store.commit_checkpoints(&[commit]).await.unwrap(), vec![true]);
+    assert_eq!(store.commit_checkpoints(vec![commit]).await.unwrap(), vec![true]);
     let (cp, rows) = snapshot_of(&product("bf-b", "oak desk"));
     assert!(!store.backfill_product(&cp, &rows).await.unwrap());
     assert!(index_of("bf-b").await.is_empty());
@@ -180,8 +180,8 @@ async fn dynamo_store_backfill_is_conditional_and_all_or_nothing() {
     after.seq = "200".into();
     let commit =
         |expected: Option<&str>| CheckpointCommit { checkpoint: after.clone(), expected_seq: expected.map(Into::into) };
-    assert_eq!(store.commit_checkpoints(&[commit(None)]).await.unwrap(), vec![false]);
-    assert_eq!(store.commit_checkpoints(&[commit(Some(SNAPSHOT_SEQUENCE_NUMBER))]).await.unwrap(), vec![true]);
+    assert_eq!(store.commit_checkpoints(vec![commit(None)]).await.unwrap(), vec![false]);
+    assert_eq!(store.commit_checkpoints(vec![commit(Some(SNAPSHOT_SEQUENCE_NUMBER))]).await.unwrap(), vec![true]);
 
     // The largest transaction (the checkpoint and 99 rows) is accepted; one more row is refused
     // before anything is sent.

@@ -436,9 +436,9 @@ async fn the_memory_store_commit_is_compare_and_swap() {
         checkpoint: cp(seq),
         expected_seq: expected.map(Into::into),
     };
-    assert_eq!(store.commit_checkpoints(&[commit("5", None)]).await.unwrap(), vec![true]);
-    assert_eq!(store.commit_checkpoints(&[commit("6", None)]).await.unwrap(), vec![false]);
-    assert_eq!(store.commit_checkpoints(&[commit("7", Some("4"))]).await.unwrap(), vec![false]);
-    assert_eq!(store.commit_checkpoints(&[commit("7", Some("5"))]).await.unwrap(), vec![true]);
+    assert_eq!(store.commit_checkpoints(vec![commit("5", None)]).await.unwrap(), vec![true]);
+    assert_eq!(store.commit_checkpoints(vec![commit("6", None)]).await.unwrap(), vec![false]);
+    assert_eq!(store.commit_checkpoints(vec![commit("7", Some("4"))]).await.unwrap(), vec![false]);
+    assert_eq!(store.commit_checkpoints(vec![commit("7", Some("5"))]).await.unwrap(), vec![true]);
     assert_eq!(store.checkpoint("p").unwrap().seq, "7");
 }

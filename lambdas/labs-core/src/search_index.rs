@@ -29,8 +29,12 @@ pub fn add_terms(text: &str, into: &mut BTreeSet<String>) {
     // Splitting bytes is the same as splitting chars here: every byte of a non-ASCII char is
     // >= 0x80, so it is a separator, as the char is.
     for run in text.as_bytes().split(|b| !b.is_ascii_alphanumeric()).filter(|run| !run.is_empty()) {
+        // A run is ASCII, so valid UTF-8 as it is: copied whole and lowercased in place, rather
+        // than pushed char by char.
+        let run = std::str::from_utf8(&run[..run.len().min(MAX_TERM_LEN)]).expect("ASCII alphanumerics");
         term.clear();
-        term.extend(run[..run.len().min(MAX_TERM_LEN)].iter().map(|b| char::from(b.to_ascii_lowercase())));
+        term.push_str(run);
+        term.make_ascii_lowercase();
         if !into.contains(term.as_str()) {
             into.insert(term.clone());
         }
