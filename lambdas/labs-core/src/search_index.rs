@@ -25,18 +25,17 @@ pub fn terms(text: &str) -> BTreeSet<String> {
 /// Adds the [`terms`] of `text` to `into`. Allocates only for terms not in `into` yet, so that
 /// the terms of many similar texts (a product's successive versions) can be united cheaply.
 pub fn add_terms(text: &str, into: &mut BTreeSet<String>) {
-    let mut term = String::new();
+    // Each term is lowercased in this buffer, so only a term `into` lacks costs an allocation.
+    let mut buffer = [0u8; MAX_TERM_LEN];
     // Splitting bytes is the same as splitting chars here: every byte of a non-ASCII char is
     // >= 0x80, so it is a separator, as the char is.
     for run in text.as_bytes().split(|b| !b.is_ascii_alphanumeric()).filter(|run| !run.is_empty()) {
-        // A run is ASCII, so valid UTF-8 as it is: copied whole and lowercased in place, rather
-        // than pushed char by char.
-        let run = std::str::from_utf8(&run[..run.len().min(MAX_TERM_LEN)]).expect("ASCII alphanumerics");
-        term.clear();
-        term.push_str(run);
-        term.make_ascii_lowercase();
-        if !into.contains(term.as_str()) {
-            into.insert(term.clone());
+        let lowered = &mut buffer[..run.len().min(MAX_TERM_LEN)];
+        lowered.copy_from_slice(&run[..lowered.len()]);
+        lowered.make_ascii_lowercase();
+        let term = std::str::from_utf8(lowered).expect("ASCII alphanumerics are UTF-8");
+        if !into.contains(term) {
+            into.insert(term.to_owned());
         }
     }
 }
