@@ -40,7 +40,10 @@ fn main() {
         let started = Instant::now();
         let report = index_batch(&runtime, &store, &event);
         let rate = event.records.len() as f64 / started.elapsed().as_secs_f64();
-        println!("{} records ({} products): {rate:.0} records/s", report.records, report.products);
+        println!(
+            "{} records ({} products, {} index puts, {} deletes): {rate:.0} records/s",
+            report.records, report.products, report.index_puts, report.index_deletes
+        );
         rates.push(rate);
     }
     rates.sort_by(f64::total_cmp);
