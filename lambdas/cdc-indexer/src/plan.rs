@@ -297,7 +297,8 @@ fn plan_product(changes: &[&DecodedChange<'_>]) -> PlannedChange {
         image.add_terms(&mut terms);
         terms
     });
-    let images = changes.iter().flat_map(|c| c.old_image.iter().chain(&c.new_image));
+    // Every image but the last change's new one, whose terms are the desired ones, already in.
+    let images = earlier.iter().flat_map(|c| c.old_image.iter().chain(&c.new_image)).chain(&last.old_image);
     PlannedChange {
         product_id: last.product_id.to_owned(),
         seen_terms: terms_of_images(desired_terms.clone().unwrap_or_default(), images),
