@@ -78,8 +78,17 @@ pub async fn produce(
 ) -> Result<(Vec<Delivered>, ProduceStats)> {
     let producer = producer(broker)?;
     let started = Instant::now();
-    let mut pending = Vec::new();
+    // A bounded window of records awaiting their acknowledgement: each record's delivery timeout
+    // runs from when it is handed over, so a slow broker slows the producer instead of expiring
+    // a long queue, and memory stays flat whatever the count.
+    let mut pending = std::collections::VecDeque::new();
+    let mut delivered = Vec::new();
     for record in records {
+        if pending.len() >= IN_FLIGHT
+            && let Some((key, delivery)) = pending.pop_front()
+        {
+            delivered.push(acknowledged(key, delivery).await?);
+        }
         let mut headers = OwnedHeaders::new();
         for (key, value) in &record.headers {
             headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
@@ -97,13 +106,10 @@ pub async fn produce(
                 Err((err, _)) => bail!("cannot produce to Kafka topic {topic}: {err}"),
             }
         };
-        pending.push((record.key, delivery));
+        pending.push_back((record.key, delivery));
     }
-    let mut delivered = Vec::with_capacity(pending.len());
     for (key, delivery) in pending {
-        let outcome = delivery.await.context("the producer went away before a delivery report")?;
-        let delivery = outcome.map_err(|(err, _)| anyhow::anyhow!("Kafka refused a record: {err}"))?;
-        delivered.push(Delivered { key, partition: delivery.partition, offset: delivery.offset });
+        delivered.push(acknowledged(key, delivery).await?);
     }
     let mut per_partition = BTreeMap::new();
     for d in &delivered {
@@ -111,6 +117,15 @@ pub async fn produce(
     }
     let stats = ProduceStats { records: delivered.len(), seconds: started.elapsed().as_secs_f64(), per_partition };
     Ok((delivered, stats))
+}
+
+/// Records handed to the client and not yet acknowledged, at most.
+const IN_FLIGHT: usize = 2000;
+
+async fn acknowledged(key: String, delivery: rdkafka::producer::DeliveryFuture) -> Result<Delivered> {
+    let outcome = delivery.await.context("the producer went away before a delivery report")?;
+    let delivery = outcome.map_err(|(err, _)| anyhow::anyhow!("Kafka refused a record: {err}"))?;
+    Ok(Delivered { key, partition: delivery.partition, offset: delivery.offset })
 }
 
 fn is_queue_full(err: &rdkafka::error::KafkaError) -> bool {

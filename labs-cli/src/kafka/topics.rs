@@ -1,7 +1,8 @@
 //! The Kafka topics a stack declares (`[[kafka_topics]]`), planned, applied and removed like the
 //! engine's resources: create when missing, unchanged when it has the declared partitions and
 //! configs, conflict otherwise (Kafka cannot take partitions away, and labs never alters a topic
-//! it finds: `labs down` and `up` again recreate it). Only declared names, under the prefix, are
+//! it finds; Kafka has no tags to tell labs' topics from others, so `labs down` deletes the
+//! declared names, and `up` then creates them as declared). Only declared names, under the prefix, are
 //! ever created or deleted.
 
 use std::collections::BTreeMap;
@@ -89,7 +90,7 @@ pub fn decide(spec: &KafkaTopicSpec, existing: Option<&Existing>) -> Action {
     if differences.is_empty() {
         Action::Unchanged
     } else {
-        Action::Conflict(format!("it exists with {} (`labs down` removes it)", differences.join(", ")))
+        Action::Conflict(format!("it has {}", differences.join(", ")))
     }
 }
 
@@ -216,11 +217,11 @@ mod tests {
     fn other_partitions_or_configs_are_a_conflict_that_says_what_differs() {
         assert_eq!(
             decide(&spec(4, &[]), Some(&found(2, &[]))),
-            Action::Conflict("it exists with 2 partitions, declared 4 (`labs down` removes it)".into())
+            Action::Conflict("it has 2 partitions, declared 4".into())
         );
         assert_eq!(
             decide(&spec(1, &[("cleanup.policy", "compact")]), Some(&found(1, &[("cleanup.policy", "delete")]))),
-            Action::Conflict("it exists with cleanup.policy=delete, declared compact (`labs down` removes it)".into())
+            Action::Conflict("it has cleanup.policy=delete, declared compact".into())
         );
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use aws_sdk_kinesis::primitives::DateTime;
 use labs_core::clickstream::{self, ClickstreamSpec};
 use serde::Serialize;
@@ -40,7 +40,9 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
     let events = clickstream::generate(&ClickstreamSpec { seed, count, ..Default::default() });
     let bar = output::spinner("bench: Kafka produce and consume, then Kinesis");
 
-    let partitions = kafka::partitions(&kafka::admin(&bootstrap)?, &topic).await?.unwrap_or(0);
+    let partitions = kafka::partitions(&kafka::admin(&bootstrap)?, &topic)
+        .await?
+        .with_context(|| format!("Kafka topic {topic} does not exist: run `labs up kafka-1` first"))?;
     let mut start = BTreeMap::new();
     for partition in 0..partitions {
         start.insert(partition, kafka::watermarks(&bootstrap, &topic, partition).await?.1);
