@@ -91,6 +91,8 @@ pub async fn down(global: &GlobalArgs, args: &DownArgs, out: Output) -> Result<(
 struct StatusReport {
     target: crate::target::TargetKind,
     emulator: Option<emulator::Status>,
+    /// The embedded Kafka broker, unless `--kafka-bootstrap` names another.
+    kafka: Option<kafka::broker::Status>,
     examples: Vec<ExampleStatus>,
     mappings: Vec<triggers::MappingStatus>,
 }
@@ -125,6 +127,22 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
                 status.endpoint.clone(),
                 status.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 status.home.display().to_string(),
+            ]],
+        );
+    }
+    let kafka = match global.kafka_bootstrap {
+        None => Some(kafka::broker::status(kafka::broker::port()?)?),
+        Some(_) => None,
+    };
+    if let Some(status) = &kafka {
+        out.table(
+            "Embedded Kafka broker (the Kafka labs)",
+            &["installed", "answering", "bootstrap", "pid"],
+            [vec![
+                format!("{} (tansu {})", status.installed, status.version),
+                status.healthy.to_string(),
+                status.bootstrap.clone(),
+                status.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             ]],
         );
     }
@@ -163,7 +181,7 @@ pub async fn status(global: &GlobalArgs, out: Output) -> Result<()> {
     } else {
         out.say("The emulator is not running: `labs emulator up` starts it (any other command does too).");
     }
-    out.json(&StatusReport { target: target.kind.clone(), emulator, examples, mappings })
+    out.json(&StatusReport { target: target.kind.clone(), emulator, kafka, examples, mappings })
 }
 
 fn show_examples(target: &Target, examples: &[ExampleStatus], out: Output) {
