@@ -11,11 +11,11 @@ fn guide_lists_a_section_per_built_example() {
     assert!(run.stdout.contains("labs guide example-1"), "{}", run.stdout);
     assert!(run.stdout.contains("labs guide example-7"), "{}", run.stdout);
     let sections = labs_offline(&["--json", "guide"]).ok().json();
-    let numbers: Vec<u64> = sections.as_array().unwrap().iter().map(|s| s["number"].as_u64().unwrap()).collect();
+    let ids: Vec<&str> = sections.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
     let listed = labs_offline(&["--json", "list"]).ok().json();
     for example in listed.as_array().unwrap().iter().filter(|e| e["built"] == true) {
-        let number = example["id"].as_u64().unwrap();
-        assert!(numbers.contains(&number), "built example-{number} has no guide section: {numbers:?}");
+        let id = example["id"].as_str().unwrap();
+        assert!(ids.contains(&id), "built {id} has no guide section: {ids:?}");
     }
 }
 
@@ -28,7 +28,7 @@ fn guide_prints_one_section_and_only_that() {
     assert!(!run.stdout.contains("\n---\n"), "the separator belongs to no section");
     assert!(run.stdout.contains("What is change data capture?"), "the plan's questions it answers: {}", run.stdout);
     let section = labs_offline(&["--json", "guide", "example-3"]).ok().json();
-    assert_eq!(section["number"], 3);
+    assert_eq!(section["id"], "example-3");
     let answers = section["answers"].as_array().unwrap();
     assert!(
         answers.iter().all(|i| i["answers"]
@@ -46,7 +46,7 @@ fn guide_refuses_an_unknown_example_and_one_without_a_section() {
     assert!(run.stderr.contains("unknown example 'example-9'"), "{}", run.stderr);
     let listed = labs_offline(&["--json", "list"]).ok().json();
     if let Some(planned) = listed.as_array().unwrap().iter().find(|e| e["built"] == false) {
-        let id = format!("example-{}", planned["id"]);
+        let id = planned["id"].as_str().unwrap().to_owned();
         let run = labs_offline(&["guide", &id]).fails();
         assert!(run.error_line().contains(&format!("{id} has no section in the guide")), "{}", run.stderr);
     }
