@@ -70,7 +70,7 @@ export LABS_IAM_TEST_ENDPOINT="http://127.0.0.1:${iam_port}"
 venv_bin="$("$labs" emulator path)/venv/bin"
 PATH="$venv_bin:$PATH" CARGO_TARGET_DIR=target/lambda-build "$venv_bin/cargo-lambda" lambda build --quiet \
   --profile lambda \
-  --x86-64 --output-format zip --lambda-dir target/lambda-build/lambda --package trigger-probe \
+  --x86-64 --output-format zip --lambda-dir target/lambda-build/zips --package trigger-probe \
   --package arrival-windows
 
 # The functions' DynamoDB store tests and the engine's ownership tests talk to the same emulator.

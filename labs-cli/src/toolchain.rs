@@ -17,7 +17,7 @@ mod progress;
 pub const CARGO_LAMBDA_VERSION: &str = "1.9.2";
 /// New zig releases have broken cargo-lambda builds before: pin it with cargo-lambda.
 pub const ZIG_VERSION: &str = "0.17.1";
-/// The workspace's `[profile.lambda]` (Cargo.toml): optimized for size, stripped, quick to build.
+/// The workspace's `[profile.lambda]` (Cargo.toml): optimized for size, stripped, no LTO.
 /// Its settings live in Cargo.toml, which is a build input; its name is one too.
 const PROFILE: &str = "lambda";
 
@@ -94,7 +94,8 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     let lock_path = target.join(".labs-build.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    let lambda_dir = target.join("lambda");
+    // Not `lambda`: cargo keeps the profile's host-side output (build scripts) in `<target>/lambda`.
+    let lambda_dir = target.join("zips");
     let tools = format!("cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}, profile {PROFILE}");
     let mut hashes = HashMap::new();
     let mut stale = Vec::new();
