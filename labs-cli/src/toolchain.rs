@@ -12,10 +12,14 @@ use sha2::{Digest, Sha256};
 use crate::emulator;
 
 mod inputs;
+mod progress;
 
 pub const CARGO_LAMBDA_VERSION: &str = "1.9.2";
 /// New zig releases have broken cargo-lambda builds before: pin it with cargo-lambda.
 pub const ZIG_VERSION: &str = "0.17.1";
+/// The workspace's `[profile.lambda]` (Cargo.toml): optimized for size, stripped, no LTO.
+/// Its settings live in Cargo.toml, which is a build input; its name is one too.
+const PROFILE: &str = "lambda";
 
 /// The Stream Labs source tree, whose `lambdas/` holds the functions an installed `labs` builds
 /// (the stacks are compiled in): `LABS_SOURCE_DIR`, else the tree this binary was built from,
@@ -90,8 +94,9 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     let lock_path = target.join(".labs-build.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    let lambda_dir = target.join("lambda");
-    let tools = format!("cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}");
+    // Not `lambda`: cargo keeps the profile's host-side output (build scripts) in `<target>/lambda`.
+    let lambda_dir = target.join("zips");
+    let tools = format!("cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}, profile {PROFILE}");
     let mut hashes = HashMap::new();
     let mut stale = Vec::new();
     for package in packages {
@@ -123,7 +128,7 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
 }
 
 /// The hash of a package's binary, which tells the engine whether the deployed code differs.
-/// Hashing a debug binary of a dozen megabytes takes seconds in a debug `labs`, so it is kept
+/// Hashing a binary of megabytes takes seconds in a debug `labs`, so it is kept
 /// beside the zip and computed again only after a build (or when the kept one is missing).
 fn code_hash(target: &Path, lambda_dir: &Path, package: &str, rebuilt: bool) -> Result<String> {
     let kept_path = lambda_dir.join(package).join(".labs-code-sha256");
@@ -145,35 +150,43 @@ fn fingerprint_path(lambda_dir: &Path, package: &str) -> PathBuf {
     lambda_dir.join(package).join(".labs-inputs")
 }
 
-fn binary_path(target: &Path, package: &str) -> PathBuf {
-    target.join("x86_64-unknown-linux-gnu/debug").join(package)
+/// Where cargo puts what it builds for Lambda's target with the lambda profile.
+fn profile_dir(target: &Path) -> PathBuf {
+    target.join("x86_64-unknown-linux-gnu").join(PROFILE)
 }
 
-/// Runs cargo-lambda once for `packages`. A failure is one line: the first error, and where the
-/// whole compiler output was saved.
+fn binary_path(target: &Path, package: &str) -> PathBuf {
+    profile_dir(target).join(package)
+}
+
+/// Runs cargo-lambda once for `packages`, in one target directory, so what they share is compiled
+/// once. A failure is one line: the first error, and where the whole compiler output was saved.
 fn compile(cargo_lambda: &Path, source: &Path, target: &Path, lambda_dir: &Path, packages: &[String]) -> Result<()> {
     let bin_dir = cargo_lambda.parent().context("virtualenv has no bin directory")?.to_owned();
     let path = std::env::join_paths(
         std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )?;
-    let spinner = crate::output::spinner(&format!("building {} with cargo-lambda", packages.join(", ")));
+    let what = format!("building {} with cargo-lambda", packages.join(", "));
+    // The spinner is drawn on terminals only: say once, everywhere, that this can take minutes.
+    if !profile_dir(target).exists() {
+        crate::output::note(format!("{what}: a first build compiles every dependency and takes minutes"));
+    }
     let mut command = Command::new(cargo_lambda);
     command
         .current_dir(source)
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", target)
-        .args(["lambda", "build", "--quiet", "--x86-64", "--output-format", "zip", "--lambda-dir"])
+        .args(["lambda", "build", "--profile", PROFILE, "--x86-64", "--output-format", "zip", "--lambda-dir"])
         .arg(lambda_dir);
     for package in packages {
         command.args(["--package", package]);
     }
-    let out = command.output().context("could not run cargo-lambda")?;
-    spinner.finish_and_clear();
+    let out = progress::run(&mut command, &what)?;
     if !out.status.success() {
         let log_path = target.join("last-build.log");
         std::fs::write(&log_path, [out.stdout.as_slice(), out.stderr.as_slice()].concat())?;
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let first_error = stderr.lines().find(|l| l.contains("error")).unwrap_or("no error line").trim().to_owned();
+        let first_error = progress::first_error(&stderr);
         bail!("cargo-lambda could not build {}: {first_error} (full log: {})", packages.join(", "), log_path.display());
     }
     Ok(())

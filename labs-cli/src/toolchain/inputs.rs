@@ -1,8 +1,9 @@
 //! What a function's build depends on, hashed, so `labs up` can tell an unchanged function
 //! without starting the compiler (cargo-lambda's own up-to-date check takes seconds).
 //!
-//! The inputs: the pinned cargo-lambda and zig, the Rust compiler's version, the workspace
-//! manifest and lock file, and every source file of the function's crate and of the workspace
+//! The inputs: the pinned cargo-lambda and zig and the profile's name (the caller's `toolchain`),
+//! the Rust compiler's version, the workspace manifest (which holds the profile's settings) and
+//! lock file, and every source file of the function's crate and of the workspace
 //! crates it depends on (by path, transitively). Tests and fixtures are not inputs.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -130,7 +131,11 @@ mod tests {
         let after_core = hash(&root, "fun", "tools-1").unwrap();
         assert_ne!(after_core, before, "a dependency's source is an input");
         std::fs::write(root.join("Cargo.lock"), "# lock 2\n").unwrap();
-        assert_ne!(hash(&root, "fun", "tools-1").unwrap(), after_core, "the lock file is an input");
+        let after_lock = hash(&root, "fun", "tools-1").unwrap();
+        assert_ne!(after_lock, after_core, "the lock file is an input");
+        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        std::fs::write(root.join("Cargo.toml"), manifest + "[profile.lambda]\nopt-level = \"s\"\n").unwrap();
+        assert_ne!(hash(&root, "fun", "tools-1").unwrap(), after_lock, "the profile's settings are an input");
         assert_ne!(hash(&root, "fun", "tools-2").unwrap(), hash(&root, "fun", "tools-1").unwrap());
         std::fs::remove_dir_all(root).ok();
     }
