@@ -31,7 +31,7 @@ const FILTERED_DEVICE: &str = "device-99";
 const FILTERED_VALUE: i64 = 1_000_000;
 
 fn arrival_windows_zip() -> Artifact {
-    let path = format!("{}/../target/lambda-build/zips/arrival-windows/bootstrap.zip", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{}/../target/lambda-build/zips/dev/arrival-windows/bootstrap.zip", env!("CARGO_MANIFEST_DIR"));
     let zip = std::fs::read(&path).unwrap_or_else(|e| panic!("build arrival-windows first ({path}): {e}"));
     let code_sha256 = Sha256::digest(&zip).iter().map(|b| format!("{b:02x}")).collect();
     Artifact { zip, code_sha256 }

@@ -91,17 +91,8 @@ async fn deploy_and_invoke(
     {
         let _lock = build_lock()?;
         // No --x86-64 / --output-format: the crate's build metadata says x86_64 and zip. The
-        // profile labs builds with, so the dependencies `labs build` compiled are reused.
-        cargo_lambda(&[
-            "build",
-            "--quiet",
-            "--profile",
-            "lambda",
-            "--package",
-            PACKAGE,
-            "--lambda-dir",
-            &lambda_dir.to_string_lossy(),
-        ])?;
+        // debug profile, as `labs build` builds for emulators, so its dependencies are reused.
+        cargo_lambda(&["build", "--quiet", "--package", PACKAGE, "--lambda-dir", &lambda_dir.to_string_lossy()])?;
     }
     let zip = lambda_dir.join(PACKAGE).join("bootstrap.zip");
     ensure!(zip.is_file(), "cargo lambda build made no {} (is the build metadata read?)", zip.display());

@@ -89,8 +89,7 @@ fi
 # tests/arrival_windows.rs example 6's arrival-windows function.
 venv_bin="$("$labs" emulator path)/venv/bin"
 PATH="$venv_bin:$PATH" CARGO_TARGET_DIR=target/lambda-build "$venv_bin/cargo-lambda" lambda build --quiet \
-  --profile lambda \
-  --x86-64 --output-format zip --lambda-dir target/lambda-build/zips --package trigger-probe \
+  --x86-64 --output-format zip --lambda-dir target/lambda-build/zips/dev --package trigger-probe \
   --package arrival-windows
 
 # The functions' DynamoDB store tests and the engine's ownership tests talk to the same emulator.

@@ -261,6 +261,25 @@ pub struct ConsumeArgs {
 pub struct BuildArgs {
     /// Build only this example's functions (default: every function).
     pub example: Option<ExampleId>,
+    /// `dev` is what `labs up` deploys to an emulator (the quicker first build), `lambda` what it
+    /// deploys to AWS (small, optimized zips).
+    #[arg(long, value_enum, default_value_t = BuildProfile::Dev)]
+    pub profile: BuildProfile,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum BuildProfile {
+    Dev,
+    Lambda,
+}
+
+impl From<BuildProfile> for crate::toolchain::Profile {
+    fn from(profile: BuildProfile) -> Self {
+        match profile {
+            BuildProfile::Dev => crate::toolchain::Profile::Dev,
+            BuildProfile::Lambda => crate::toolchain::Profile::Lambda,
+        }
+    }
 }
 
 /// What `labs bench` measures: an example, or `triggers` (labs' runner beside the emulator's own

@@ -570,7 +570,7 @@ pub fn build(args: &BuildArgs, out: Output) -> Result<()> {
             }
         }
     }
-    let artifacts = toolchain::build(&packages)?;
+    let artifacts = toolchain::build(&packages, args.profile.into())?;
     let mut rows: Vec<Vec<String>> = artifacts
         .iter()
         .map(|(package, artifact)| {

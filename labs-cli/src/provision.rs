@@ -15,8 +15,9 @@ use crate::target::Target;
 use crate::toolchain;
 use crate::triggers;
 
-/// Builds the functions a stack deploys.
-fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
+/// Builds the functions a stack deploys: small optimized zips for AWS, debug builds (half the
+/// first build's CPU) for an emulator.
+fn build_for(target: &Target, stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
     // One package may be deployed as several functions (example 8): build it once.
     let packages: Vec<String> = stack
         .functions
@@ -25,7 +26,7 @@ fn build_for(stack: &stack::Stack) -> Result<HashMap<String, Artifact>> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    toolchain::build(&packages)
+    toolchain::build(&packages, toolchain::Profile::for_aws(target.kind.is_aws()))
 }
 
 /// A dry run's JSON: the plan, and what it costs on AWS.
@@ -42,7 +43,7 @@ struct PlanWithCost<'a> {
 pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, out: Output) -> Result<()> {
     triggers::check(declared)?;
     let stack = &triggers::for_engine(target, declared);
-    let artifacts = build_for(stack)?;
+    let artifacts = build_for(target, stack)?;
     let engine = Engine::connect(&target.clients, &target.prefix).await?;
     let mut plan = engine.plan(stack, &artifacts).await?;
     let kafka = kafka_admin(target, declared).await?;

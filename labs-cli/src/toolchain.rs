@@ -17,9 +17,40 @@ mod progress;
 pub const CARGO_LAMBDA_VERSION: &str = "1.9.2";
 /// New zig releases have broken cargo-lambda builds before: pin it with cargo-lambda.
 pub const ZIG_VERSION: &str = "0.17.1";
-/// The workspace's `[profile.lambda]` (Cargo.toml): optimized for size, stripped, no LTO.
-/// Its settings live in Cargo.toml, which is a build input; its name is one too.
-const PROFILE: &str = "lambda";
+
+/// The cargo profile a function is built with. Its settings live in Cargo.toml, which is a build
+/// input; its name is one too, and each profile keeps its own zips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// Cargo's debug profile, for emulators: a first build costs less than half the CPU of an
+    /// optimized one, and the zip never leaves the machine.
+    Dev,
+    /// The workspace's `[profile.lambda]`: optimized for size, stripped, no LTO. For AWS, where a
+    /// zip is uploaded on every change and read at every cold start (zips under 4 MB).
+    Lambda,
+}
+
+impl Profile {
+    /// `Lambda` on AWS, `Dev` on an emulator or any other endpoint.
+    pub fn for_aws(is_aws: bool) -> Self {
+        if is_aws { Profile::Lambda } else { Profile::Dev }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Profile::Dev => "dev",
+            Profile::Lambda => "lambda",
+        }
+    }
+
+    /// The folder cargo writes the profile's binaries to (`dev` is `debug` there).
+    fn output_folder(self) -> &'static str {
+        match self {
+            Profile::Dev => "debug",
+            Profile::Lambda => "lambda",
+        }
+    }
+}
 
 /// The Stream Labs source tree, whose `lambdas/` holds the functions an installed `labs` builds
 /// (the stacks are compiled in): `LABS_SOURCE_DIR`, else the tree this binary was built from,
@@ -80,7 +111,7 @@ fn install() -> Result<PathBuf> {
 /// Builds `packages` (crates under `lambdas/`, one binary each, named like the crate) for
 /// `provided.al2023` on x86_64 and returns their zips with the hash of each binary. A package
 /// whose inputs are unchanged since its last build is not handed to the compiler at all.
-pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
+pub fn build(packages: &[String], profile: Profile) -> Result<HashMap<String, Artifact>> {
     if packages.is_empty() {
         return Ok(HashMap::new());
     }
@@ -94,16 +125,16 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     let lock_path = target.join(".labs-build.lock");
     let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path)?;
     lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
-    // Not `lambda`: cargo keeps the profile's host-side output (build scripts) in `<target>/lambda`.
-    let lambda_dir = target.join("zips");
-    let tools = format!("cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}, profile {PROFILE}");
+    // Not `<target>/lambda`: cargo keeps the lambda profile's host-side output (build scripts) there.
+    let lambda_dir = zips_dir(&target, profile);
+    let tools = format!("cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}, profile {}", profile.name());
     let mut hashes = HashMap::new();
     let mut stale = Vec::new();
     for package in packages {
         let hash = inputs::hash(&source, package, &tools)?;
         let built = std::fs::read_to_string(fingerprint_path(&lambda_dir, package)).unwrap_or_default();
         let outputs_exist =
-            lambda_dir.join(package).join("bootstrap.zip").exists() && binary_path(&target, package).exists();
+            lambda_dir.join(package).join("bootstrap.zip").exists() && binary_path(&target, profile, package).exists();
         if built.trim() != hash || !outputs_exist {
             stale.push(package.clone());
         }
@@ -112,7 +143,7 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     if stale.is_empty() {
         crate::output::note(format!("{}: unchanged since the last build", packages.join(", ")));
     } else {
-        compile(&cargo_lambda, &source, &target, &lambda_dir, &stale)?;
+        compile(&cargo_lambda, &source, &target, &lambda_dir, profile, &stale)?;
         for package in &stale {
             std::fs::write(fingerprint_path(&lambda_dir, package), &hashes[package])?;
         }
@@ -121,7 +152,7 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
     for package in packages {
         let zip_path = lambda_dir.join(package).join("bootstrap.zip");
         let zip = std::fs::read(&zip_path).with_context(|| format!("cargo-lambda left no {}", zip_path.display()))?;
-        let code_sha256 = code_hash(&target, &lambda_dir, package, stale.contains(package))?;
+        let code_sha256 = code_hash(&target, &lambda_dir, profile, package, stale.contains(package))?;
         artifacts.insert(package.clone(), Artifact { zip, code_sha256 });
     }
     Ok(artifacts)
@@ -130,7 +161,7 @@ pub fn build(packages: &[String]) -> Result<HashMap<String, Artifact>> {
 /// The hash of a package's binary, which tells the engine whether the deployed code differs.
 /// Hashing a binary of megabytes takes seconds in a debug `labs`, so it is kept
 /// beside the zip and computed again only after a build (or when the kept one is missing).
-fn code_hash(target: &Path, lambda_dir: &Path, package: &str, rebuilt: bool) -> Result<String> {
+fn code_hash(target: &Path, lambda_dir: &Path, profile: Profile, package: &str, rebuilt: bool) -> Result<String> {
     let kept_path = lambda_dir.join(package).join(".labs-code-sha256");
     if !rebuilt
         && let Ok(kept) = std::fs::read_to_string(&kept_path)
@@ -138,7 +169,7 @@ fn code_hash(target: &Path, lambda_dir: &Path, package: &str, rebuilt: bool) -> 
     {
         return Ok(kept.trim().to_owned());
     }
-    let binary_path = binary_path(target, package);
+    let binary_path = binary_path(target, profile, package);
     let binary = std::fs::read(&binary_path).with_context(|| format!("cannot read {}", binary_path.display()))?;
     let code_sha256 = format!("{:x}", Sha256::digest(&binary));
     std::fs::write(&kept_path, &code_sha256)?;
@@ -151,24 +182,36 @@ fn fingerprint_path(lambda_dir: &Path, package: &str) -> PathBuf {
 }
 
 /// Where cargo puts what it builds for Lambda's target with the lambda profile.
-fn profile_dir(target: &Path) -> PathBuf {
-    target.join("x86_64-unknown-linux-gnu").join(PROFILE)
+fn profile_dir(target: &Path, profile: Profile) -> PathBuf {
+    target.join("x86_64-unknown-linux-gnu").join(profile.output_folder())
 }
 
-fn binary_path(target: &Path, package: &str) -> PathBuf {
-    profile_dir(target).join(package)
+fn binary_path(target: &Path, profile: Profile, package: &str) -> PathBuf {
+    profile_dir(target, profile).join(package)
 }
 
 /// Runs cargo-lambda once for `packages`, in one target directory, so what they share is compiled
 /// once. A failure is one line: the first error, and where the whole compiler output was saved.
-fn compile(cargo_lambda: &Path, source: &Path, target: &Path, lambda_dir: &Path, packages: &[String]) -> Result<()> {
+/// Where a profile's zips are kept: `<target>/zips/<profile>/<package>/bootstrap.zip`.
+pub fn zips_dir(target: &Path, profile: Profile) -> PathBuf {
+    target.join("zips").join(profile.name())
+}
+
+fn compile(
+    cargo_lambda: &Path,
+    source: &Path,
+    target: &Path,
+    lambda_dir: &Path,
+    profile: Profile,
+    packages: &[String],
+) -> Result<()> {
     let bin_dir = cargo_lambda.parent().context("virtualenv has no bin directory")?.to_owned();
     let path = std::env::join_paths(
         std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
     )?;
     let what = format!("building {} with cargo-lambda", packages.join(", "));
     // The spinner is drawn on terminals only: say once, everywhere, that this can take minutes.
-    if !profile_dir(target).exists() {
+    if !profile_dir(target, profile).exists() {
         crate::output::note(format!("{what}: a first build compiles every dependency and takes minutes"));
     }
     let mut command = Command::new(cargo_lambda);
@@ -176,7 +219,7 @@ fn compile(cargo_lambda: &Path, source: &Path, target: &Path, lambda_dir: &Path,
         .current_dir(source)
         .env("PATH", path)
         .env("CARGO_TARGET_DIR", target)
-        .args(["lambda", "build", "--profile", PROFILE, "--x86-64", "--output-format", "zip", "--lambda-dir"])
+        .args(["lambda", "build", "--profile", profile.name(), "--x86-64", "--output-format", "zip", "--lambda-dir"])
         .arg(lambda_dir);
     for package in packages {
         command.args(["--package", package]);
@@ -255,14 +298,18 @@ mod tests {
         let root = std::env::temp_dir().join(format!("labs-code-hash-{}", std::process::id()));
         let lambda_dir = root.join("lambda");
         std::fs::create_dir_all(lambda_dir.join("fun")).unwrap();
-        let binary = binary_path(&root, "fun");
+        let binary = binary_path(&root, Profile::Dev, "fun");
         std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
         std::fs::write(&binary, b"first").unwrap();
-        let first = code_hash(&root, &lambda_dir, "fun", true).unwrap();
+        let first = code_hash(&root, &lambda_dir, Profile::Dev, "fun", true).unwrap();
         assert_eq!(first, format!("{:x}", Sha256::digest(b"first")));
         std::fs::write(&binary, b"second").unwrap();
-        assert_eq!(code_hash(&root, &lambda_dir, "fun", false).unwrap(), first, "unchanged inputs: the kept hash");
-        let second = code_hash(&root, &lambda_dir, "fun", true).unwrap();
+        assert_eq!(
+            code_hash(&root, &lambda_dir, Profile::Dev, "fun", false).unwrap(),
+            first,
+            "unchanged inputs: the kept hash"
+        );
+        let second = code_hash(&root, &lambda_dir, Profile::Dev, "fun", true).unwrap();
         assert_eq!(second, format!("{:x}", Sha256::digest(b"second")), "after a build: hashed again");
         std::fs::remove_dir_all(root).ok();
     }

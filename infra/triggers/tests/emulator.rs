@@ -4,7 +4,7 @@
 //! ```text
 //! export LABS_EMULATOR_PORT=4613 && target/debug/labs emulator up
 //! $(target/debug/labs emulator path)/venv/bin/cargo-lambda lambda build --x86-64 --output-format zip \
-//!     --lambda-dir target/lambda-build/zips --package trigger-probe   # CARGO_TARGET_DIR=target/lambda-build
+//!     --lambda-dir target/lambda-build/zips/dev --package trigger-probe   # CARGO_TARGET_DIR=target/lambda-build
 //! LABS_TRIGGERS_TEST_ENDPOINT=http://127.0.0.1:4613 cargo test -p labs-triggers --test emulator -- --ignored
 //! ```
 //! (with `PATH="$(target/debug/labs emulator path)/venv/bin:$PATH"` for zig, as `tests/run.sh`).
@@ -46,7 +46,7 @@ struct Lab {
 
 fn probe_zip() -> Vec<u8> {
     let path = std::env::var("TRIGGER_PROBE_ZIP").unwrap_or_else(|_| {
-        format!("{}/../../target/lambda-build/zips/trigger-probe/bootstrap.zip", env!("CARGO_MANIFEST_DIR"))
+        format!("{}/../../target/lambda-build/zips/dev/trigger-probe/bootstrap.zip", env!("CARGO_MANIFEST_DIR"))
     });
     std::fs::read(&path).unwrap_or_else(|e| panic!("build trigger-probe first ({path}): {e}"))
 }
