@@ -242,6 +242,32 @@ async fn put_batch(
 /// stays flat however many records it sends.
 const SENDER_QUEUE: usize = 2 * MAX_BATCH_RECORDS;
 
+/// How long a sender waits for its batch to fill before sending what it has. Longer than one
+/// PutRecords call takes on a loaded emulator: the loop that fills the queues stops whenever one
+/// of them is full, until that shard's call returns, and a sender that gave up sooner sent short
+/// batches (50 ms gave 44-46 calls for 20,000 records over two shards instead of 40-42). A source
+/// that ends, or a stop, sends what is queued at once; only a slow source waits this long.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// Takes the next batch (at most `max` records) from a sender's queue into `batch`: waits for the
+/// first record, then for more until the batch is full, the queue is closed, or [`LINGER`] has
+/// passed. Full batches matter: each PutRecords costs the server a round of work whatever its
+/// size, so a producer that sends what happens to be queued makes more calls for the same records.
+/// Returns the batch's size; 0 once the queue is closed and empty.
+async fn next_batch(queue: &mut tokio::sync::mpsc::Receiver<Outgoing>, batch: &mut Vec<Outgoing>, max: usize) -> usize {
+    if queue.recv_many(batch, max).await == 0 {
+        return 0;
+    }
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, queue.recv_many(batch, max - batch.len())).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    batch.len()
+}
+
 /// Produces `records` as fast as the stream takes them (or at `rate`), one sender per shard so
 /// the shards fill in parallel while each shard's records keep their order.
 pub async fn produce(
@@ -278,7 +304,7 @@ pub async fn produce_until(
         senders.spawn(async move {
             let mut stats = ProduceStats::default();
             let mut taken = Vec::with_capacity(max_records);
-            while waiting.recv_many(&mut taken, max_records).await > 0 {
+            while next_batch(&mut waiting, &mut taken, max_records).await > 0 {
                 for batch in batches(std::mem::take(&mut taken), max_records) {
                     let len = batch.len();
                     pacer.admit(len).await;
@@ -323,11 +349,6 @@ pub(crate) async fn gather(
     }
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(stats)
-}
-
-/// The baseline the benchmark compares against: one PutRecords call after another.
-pub async fn produce_sequentially(client: &Client, stream: &str, records: Vec<Outgoing>) -> Result<ProduceStats> {
-    produce_resending_refused(client, stream, records, None, &ProgressBar::hidden()).await
 }
 
 /// The producer most code starts with, with refusals to make its flaw visible: PutRecords
@@ -683,4 +704,59 @@ pub async fn record_run(client: &Client, stream: &str, name: &str, value: &str) 
 pub async fn tag_stream(client: &Client, stream: &str, key: &str, value: &str) -> Result<()> {
     client.add_tags_to_stream().stream_name(stream).tags(key, value).send().await.doing(format!("tagging {stream}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: usize) -> Outgoing {
+        Outgoing { partition_key: format!("key-{n}"), data: vec![b'x'; 10] }
+    }
+
+    #[tokio::test]
+    async fn a_batch_waits_for_records_still_coming_until_it_is_full() {
+        let (queue, mut waiting) = tokio::sync::mpsc::channel(SENDER_QUEUE);
+        queue.send(record(0)).await.unwrap();
+        let late = tokio::spawn(async move {
+            // The rest arrives a little later, well within the linger, and more than fits.
+            tokio::time::sleep(LINGER / 5).await;
+            for n in 1..=MAX_BATCH_RECORDS {
+                queue.send(record(n)).await.unwrap();
+            }
+        });
+        let mut batch = Vec::new();
+        assert_eq!(next_batch(&mut waiting, &mut batch, MAX_BATCH_RECORDS).await, MAX_BATCH_RECORDS);
+        assert_eq!(batch.first().map(|r| r.partition_key.as_str()), Some("key-0"));
+        assert_eq!(batch.last().map(|r| r.partition_key.as_str()), Some("key-499"));
+        late.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_batch_goes_out_short_when_the_queue_closes_or_nothing_more_comes() {
+        let (queue, mut waiting) = tokio::sync::mpsc::channel(SENDER_QUEUE);
+        for n in 0..3 {
+            queue.send(record(n)).await.unwrap();
+        }
+        let mut batch = Vec::new();
+        let started = Instant::now();
+        assert_eq!(next_batch(&mut waiting, &mut batch, MAX_BATCH_RECORDS).await, 3, "lingered, then sent");
+        assert!(started.elapsed() >= LINGER);
+        queue.send(record(3)).await.unwrap();
+        drop(queue);
+        batch.clear();
+        assert_eq!(next_batch(&mut waiting, &mut batch, MAX_BATCH_RECORDS).await, 1, "closed: sent at once");
+        batch.clear();
+        assert_eq!(next_batch(&mut waiting, &mut batch, MAX_BATCH_RECORDS).await, 0, "closed and empty");
+    }
+
+    #[test]
+    fn batches_hold_at_most_500_records_and_5_mib() {
+        let small: Vec<Outgoing> = (0..1001).map(record).collect();
+        let sizes: Vec<usize> = batches(small, MAX_BATCH_RECORDS).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [500, 500, 1]);
+        let big = |n| Outgoing { partition_key: format!("k{n}"), data: vec![0; 1024 * 1024] };
+        let sizes: Vec<usize> = batches((0..6).map(big).collect(), MAX_BATCH_RECORDS).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [4, 2], "five 1 MiB records and their keys are over 5 MiB");
+    }
 }

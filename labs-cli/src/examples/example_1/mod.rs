@@ -5,6 +5,8 @@
 //! seeded generator, compare them with the log, and replay again from the same positions.
 
 mod bench;
+mod boto3_anchor;
+mod ceiling;
 mod durability;
 mod observed;
 mod overload;
