@@ -101,4 +101,16 @@ fn check_caches(job: &str, cached: &[&str]) {
     let home = support::finish(out).ok().stdout.trim().replace("/home/runner", "~");
     let venv = format!("{home}/venv");
     assert!(cached.contains(&venv.as_str()), "{job}: labs' virtualenv {venv} is not cached: {cached:?}");
+    // Where it builds the Kafka broker (the slowest install: cargo builds it from source).
+    let out = std::process::Command::new(support::labs_bin())
+        .args(["kafka", "status", "--json"])
+        .env("HOME", "/home/runner")
+        .env_remove("LABS_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .output()
+        .expect("run labs");
+    let status: serde_json::Value = support::finish(out).ok().json();
+    let binary = status["binary"].as_str().expect("kafka status names the binary").replace("/home/runner", "~");
+    let root = binary.trim_end_matches("/bin/tansu");
+    assert!(cached.contains(&root), "{job}: the Kafka broker's folder {root} is not cached: {cached:?}");
 }

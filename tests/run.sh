@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test on a fresh machine. Needs Rust and Python 3; installs the rest itself
-# (MiniStack, cargo-lambda and zig, into labs' private virtualenv), starts the embedded emulator
-# on its own port, and stops it (with every Lambda process it spawned) on exit.
+# (MiniStack, cargo-lambda and zig, into labs' private virtualenv; the Kafka broker tansu, built
+# with cargo into labs' home), starts the embedded emulator and broker on their own ports, and
+# stops them (the emulator with every Lambda process it spawned) on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,6 +25,10 @@ cargo build --locked -p labs-cli
 labs=target/debug/labs
 
 started=no
+# The Kafka labs' broker (tansu), on a port of its own too, so a learner's broker on 9192 (or their
+# own Kafka on 9092) is never touched. LABS_KAFKA_BOOTSTRAP names another Kafka instead.
+export LABS_KAFKA_PORT="${LABS_KAFKA_PORT:-9193}"
+kafka_started=no
 # A second emulator, on a port of its own, enforces IAM (MiniStack's AUTH=true): there each
 # function's own calls are signed as its execution role (tests/least_privilege.rs).
 iam_port="${LABS_IAM_EMULATOR_PORT:-4639}"
@@ -37,6 +42,9 @@ finish() {
   fi
   if [ "$iam_started" = yes ]; then
     LABS_EMULATOR_PORT="$iam_port" "$labs" emulator down || true
+  fi
+  if [ "$kafka_started" = yes ]; then
+    "$labs" kafka down || true
   fi
   outcome=passed
   [ "$status" -eq 0 ] || outcome="failed (exit $status)"
@@ -61,6 +69,18 @@ if ! LABS_EMULATOR_PORT="$iam_port" "$labs" emulator status --json | grep -q '"h
   env -u AWS_ENDPOINT_URL AUTH=true LABS_EMULATOR_PORT="$iam_port" "$labs" emulator up
 fi
 export LABS_IAM_TEST_ENDPOINT="http://127.0.0.1:${iam_port}"
+
+# The Kafka broker: built once with cargo into labs' home (about 15 minutes on 2 cores; CI caches
+# that folder, README.md "Running the tests"), then started in well under a second.
+if [ -z "${LABS_KAFKA_BOOTSTRAP:-}" ]; then
+  if ! "$labs" kafka status --json | grep -q '"healthy": true'; then
+    kafka_started=yes
+    "$labs" kafka up
+  fi
+  export KAFKA_TEST_BOOTSTRAP="127.0.0.1:${LABS_KAFKA_PORT}"
+else
+  export KAFKA_TEST_BOOTSTRAP="$LABS_KAFKA_BOOTSTRAP"
+fi
 
 # Build every Lambda once up front (installs cargo-lambda and zig on first use), so tests
 # that deploy functions do not each wait for the compiler.

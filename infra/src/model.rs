@@ -23,6 +23,9 @@ pub enum Kind {
     SnsSubscription,
     LambdaFunction,
     EventSourceMapping,
+    /// On the Kafka broker; applied by the CLI (infra holds no Kafka client), listed here so its
+    /// plan and removal rows read like every other resource's.
+    KafkaTopic,
 }
 
 impl fmt::Display for Kind {
@@ -36,6 +39,7 @@ impl fmt::Display for Kind {
             Kind::SnsSubscription => "SNS subscription",
             Kind::LambdaFunction => "Lambda function",
             Kind::EventSourceMapping => "event source mapping",
+            Kind::KafkaTopic => "Kafka topic",
         })
     }
 }

@@ -28,6 +28,31 @@ pub struct Stack {
     pub functions: Vec<Function>,
     #[serde(default)]
     pub event_source_mappings: Vec<EventSourceMapping>,
+    /// Topics on the Kafka broker (the Kafka track). The engine does not read them: infra holds
+    /// no Kafka client, and the CLI applies and removes them beside the AWS resources.
+    #[serde(default)]
+    pub kafka_topics: Vec<KafkaTopicSpec>,
+}
+
+/// A Kafka topic: its partitions and the topic configs it is created with (`cleanup.policy`,
+/// `retention.ms`, ...). One replica: labs' broker is a single node.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaTopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+impl KafkaTopicSpec {
+    /// A declaration Kafka would refuse, refused at load instead.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=1000).contains(&self.partitions) {
+            return Err(format!("Kafka topic {}: partitions must be 1 to 1000, not {}", self.name, self.partitions));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -267,6 +292,8 @@ handle_kinds! {
     QueueKind = "SQS queue": |stack| stack.sqs_queues.iter().map(|q| q.name.as_str()).collect();
     /// A Lambda function.
     FunctionKind = "Lambda function": |stack| stack.functions.iter().map(|f| f.name.as_str()).collect();
+    /// A Kafka topic.
+    KafkaTopicKind = "Kafka topic": |stack| stack.kafka_topics.iter().map(|t| t.name.as_str()).collect();
 }
 
 /// A typed reference to a resource a stack declares, by its logical name (the `name` in the
@@ -302,6 +329,7 @@ pub type Table = Handle<TableKind>;
 pub type Topic = Handle<TopicKind>;
 pub type Queue = Handle<QueueKind>;
 pub type Lambda = Handle<FunctionKind>;
+pub type KafkaTopic = Handle<KafkaTopicKind>;
 
 /// A handle of any kind, as examples list the resources they use.
 #[derive(Clone, Copy)]
@@ -437,6 +465,9 @@ fn parse(example: &str, source: &str) -> Result<Stack, StackError> {
         return Err(StackError::Invalid(example.to_owned(), format!("it names itself {}", stack.example)));
     }
     stack.check_mappings().map_err(|e| StackError::Invalid(example.to_owned(), e))?;
+    for topic in &stack.kafka_topics {
+        topic.check().map_err(|e| StackError::Invalid(example.to_owned(), e))?;
+    }
     Ok(stack)
 }
 
@@ -615,6 +646,23 @@ mod tests {
         assert_eq!(
             error,
             "infra/stacks/x.toml is not a valid declaration: the mapping t -> f: tumbling window 901 is outside 1..=900"
+        );
+    }
+
+    #[test]
+    fn kafka_topics_parse_beside_aws_resources_and_bad_partitions_are_refused() {
+        let source = "example = \"x\"\n[[dynamodb_tables]]\nname = \"t\"\n\
+                      partition_key = { name = \"id\", type = \"S\" }\n\
+                      [[kafka_topics]]\nname = \"k\"\npartitions = 3\nconfig = { \"cleanup.policy\" = \"compact\" }\n";
+        let stack = parse("x", source).unwrap();
+        assert_eq!(stack.dynamodb_tables.len(), 1);
+        assert_eq!(stack.kafka_topics[0].partitions, 3);
+        assert_eq!(stack.kafka_topics[0].config["cleanup.policy"], "compact");
+        assert_eq!(stack.check(&KafkaTopic::new("k").any()), Ok(()));
+        let error = parse("x", &source.replace("partitions = 3", "partitions = 0")).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "infra/stacks/x.toml is not a valid declaration: Kafka topic k: partitions must be 1 to 1000, not 0"
         );
     }
 

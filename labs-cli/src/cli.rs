@@ -46,6 +46,10 @@ pub struct GlobalArgs {
     /// filters and AT_TIMESTAMP).
     #[arg(long, global = true, env = "LABS_ENDPOINT_MAPPINGS")]
     pub endpoint_mappings: bool,
+    /// The Kafka labs' broker (`host:port[,host:port]`, plaintext) instead of the embedded one:
+    /// a real cluster or Redpanda; labs never starts or stops it.
+    #[arg(long, global = true, env = "LABS_KAFKA_BOOTSTRAP")]
+    pub kafka_bootstrap: Option<String>,
 }
 
 impl GlobalArgs {
@@ -56,6 +60,7 @@ impl GlobalArgs {
             aws: self.aws,
             yes: self.yes,
             endpoint_mappings: self.endpoint_mappings,
+            kafka_bootstrap: self.kafka_bootstrap.clone(),
         }
     }
 }
@@ -113,6 +118,9 @@ pub enum Command {
     /// Manage the embedded emulator.
     #[command(subcommand)]
     Emulator(EmulatorCommand),
+    /// Manage the embedded Kafka broker (tansu) the Kafka labs use.
+    #[command(subcommand)]
+    Kafka(KafkaCommand),
     /// Stream triggers run by labs' runner: change a mapping's settings, read the runner's log.
     #[command(subcommand)]
     Triggers(TriggersCommand),
@@ -307,6 +315,23 @@ pub enum EmulatorCommand {
     Path,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KafkaCommand {
+    /// Install (first time: cargo builds it, about 15 minutes on 2 cores) and start the embedded
+    /// broker on 127.0.0.1 (LABS_KAFKA_PORT, default 9192); reuses a running one.
+    Up,
+    /// Stop the embedded broker (its topics are in memory and go with it).
+    Down,
+    /// Show whether it is installed, running and answering.
+    Status,
+    /// Print the broker's log.
+    Logs {
+        /// Only the last N lines.
+        #[arg(long, default_value_t = 100)]
+        tail: usize,
+    },
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum OnOff {
     On,
@@ -434,6 +459,9 @@ mod tests {
         "produce",
         "consume",
         "emulator",
+        "kafka",
+        "kafka-1",
+        "--kafka-bootstrap",
         "completions",
         "--prefix",
         "--endpoint-url",

@@ -11,7 +11,7 @@ use labs_infra::{SdkContext, stack};
 use serde::Serialize;
 
 use crate::cli::{
-    BuildArgs, ConsumeArgs, DownArgs, EmulatorCommand, GlobalArgs, KeyStrategy, ProduceArgs, StartFrom,
+    BuildArgs, ConsumeArgs, DownArgs, EmulatorCommand, GlobalArgs, KafkaCommand, KeyStrategy, ProduceArgs, StartFrom,
     TriggersCommand, UpArgs,
 };
 use crate::cost;
@@ -19,6 +19,7 @@ use crate::driver::clickstream;
 use crate::driver::kinesis::{self, Position, Until};
 use crate::emulator;
 use crate::examples::{self, About};
+use crate::kafka;
 use crate::output::{self, Output, note};
 use crate::provision;
 use crate::sweep;
@@ -587,6 +588,16 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             } else {
                 "no emulator started by labs is running on this port"
             });
+            // The Kafka broker is a service of its own, on its own port: the Kafka labs may use
+            // it without the emulator, and a script that stops its emulator must not stop a broker
+            // it did not start. So it stays up, and the learner is told.
+            let kafka_port = kafka::broker::port()?;
+            if kafka::broker::status(kafka_port)?.started_by_labs {
+                note(format!(
+                    "the Kafka broker at {} is still running: `labs kafka down` stops it",
+                    kafka::broker::bootstrap(kafka_port)
+                ));
+            }
             out.json(&serde_json::json!({ "stopped": stopped }))
         }
         EmulatorCommand::Status => {
@@ -604,16 +615,7 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             );
             out.json(&status)
         }
-        EmulatorCommand::Logs { tail } => {
-            let path = emulator::log_file(port)?;
-            let text =
-                std::fs::read_to_string(&path).map_err(|_| anyhow::anyhow!("no log yet at {}", path.display()))?;
-            let lines: Vec<&str> = text.lines().collect();
-            for line in &lines[lines.len().saturating_sub(*tail)..] {
-                output::line(line);
-            }
-            Ok(())
-        }
+        EmulatorCommand::Logs { tail } => print_tail(&emulator::log_file(port)?, *tail),
         EmulatorCommand::Reset => {
             emulator::reset(port)?;
             out.say("the emulator dropped every resource and record");
@@ -624,6 +626,58 @@ pub fn emulator(command: &EmulatorCommand, out: Output) -> Result<()> {
             Ok(())
         }
     }
+}
+
+pub fn kafka(command: &KafkaCommand, out: Output) -> Result<()> {
+    use kafka::broker;
+    let port = broker::port()?;
+    match command {
+        KafkaCommand::Up => {
+            let started = broker::up(port)?;
+            out.say(format!(
+                "Kafka broker (tansu {}) {} at {}",
+                broker::TANSU_VERSION,
+                if started { "started" } else { "already running" },
+                broker::bootstrap(port)
+            ));
+            out.json(&broker::status(port)?)
+        }
+        KafkaCommand::Down => {
+            let stopped = broker::down(port)?;
+            out.say(if stopped {
+                "stopped the embedded Kafka broker"
+            } else {
+                "no Kafka broker started by labs is running on this port"
+            });
+            out.json(&serde_json::json!({ "stopped": stopped }))
+        }
+        KafkaCommand::Status => {
+            let status = broker::status(port)?;
+            out.table(
+                "",
+                &["installed", "answering", "started by labs", "bootstrap", "binary"],
+                [vec![
+                    format!("{} (tansu {})", status.installed, status.version),
+                    status.healthy.to_string(),
+                    status.started_by_labs.to_string(),
+                    status.bootstrap.clone(),
+                    status.binary.display().to_string(),
+                ]],
+            );
+            out.json(&status)
+        }
+        KafkaCommand::Logs { tail } => print_tail(&broker::log_file(port)?, *tail),
+    }
+}
+
+/// The last `tail` lines of a log labs keeps.
+fn print_tail(path: &std::path::Path, tail: usize) -> Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|_| anyhow::anyhow!("no log yet at {}", path.display()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    for line in &lines[lines.len().saturating_sub(tail)..] {
+        output::line(line);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

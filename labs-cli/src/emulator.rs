@@ -113,7 +113,7 @@ fn which_python() -> Result<String> {
     )
 }
 
-fn last_line(bytes: &[u8]) -> String {
+pub(crate) fn last_line(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output").trim().to_owned()
 }
 
@@ -201,11 +201,16 @@ pub(crate) fn alive(pid: i32) -> bool {
 /// Whether `pid` is still the emulator labs started: alive, leading its own process group, and
 /// running our MiniStack. A pid file can outlive its process and the pid be reused by another.
 fn ours(pid: i32) -> bool {
+    ministack_bin().is_ok_and(|bin| leads_group_running(pid, &bin))
+}
+
+/// Whether `pid` is alive, leads its own process group, and runs `bin` (the check every process
+/// labs starts and later stops goes through).
+pub(crate) fn leads_group_running(pid: i32, bin: &Path) -> bool {
     // SAFETY: getpgid only reads the process table.
     if !alive(pid) || unsafe { libc::getpgid(pid) } != pid {
         return false;
     }
-    let Ok(bin) = ministack_bin() else { return false };
     let command = fs::read(format!("/proc/{pid}/cmdline")).ok().or_else(|| {
         // Without /proc (macOS): ask ps.
         Command::new("ps").args(["-o", "command=", "-p", &pid.to_string()]).output().ok().map(|o| o.stdout)
@@ -288,34 +293,79 @@ pub fn up(port: u16) -> Result<bool> {
         .process_group(0)
         .spawn()
         .context("could not start MiniStack")?;
-    fs::write(pid_file(port)?, child.id().to_string())?;
-    let pid = child.id() as i32;
-    let spinner = crate::output::spinner(&format!("starting MiniStack on {endpoint}"));
-    let deadline = Instant::now() + START_TIMEOUT;
-    let failure = loop {
-        if healthy(&endpoint) {
-            spinner.finish_and_clear();
-            return Ok(true);
-        }
-        if let Some(exit) = child.try_wait()? {
-            let log = fs::read(&log_path).unwrap_or_default();
-            break format!("MiniStack exited at start ({exit}): {} (log: {})", last_line(&log), log_path.display());
-        }
-        if Instant::now() > deadline {
-            break format!(
-                "MiniStack did not become healthy within {} s, so labs stopped it (log: {})",
-                START_TIMEOUT.as_secs(),
-                log_path.display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    let started = Started { name: "MiniStack", pid_path: pid_file(port)?, log_path, timeout: START_TIMEOUT };
+    started.wait_until(&mut child, &format!("starting MiniStack on {endpoint}"), || healthy(&endpoint))?;
+    Ok(true)
+}
+
+/// A service labs just started in a process group of its own, with its pid file and log.
+pub(crate) struct Started {
+    pub name: &'static str,
+    pub pid_path: PathBuf,
+    pub log_path: PathBuf,
+    /// How long it may take to answer after starting.
+    pub timeout: Duration,
+}
+
+impl Started {
+    /// Records the pid and waits, with a spinner, until `ready` holds. If the process exits or
+    /// the time runs out, leaves nothing behind (the process group, then the pid file) and fails
+    /// with the log's last line.
+    pub(crate) fn wait_until(
+        &self,
+        child: &mut std::process::Child,
+        message: &str,
+        ready: impl Fn() -> bool,
+    ) -> Result<()> {
+        let pid = child.id() as i32;
+        fs::write(&self.pid_path, pid.to_string())?;
+        let spinner = crate::output::spinner(message);
+        let deadline = Instant::now() + self.timeout;
+        let failure = loop {
+            if ready() {
+                spinner.finish_and_clear();
+                return Ok(());
+            }
+            if let Some(exit) = child.try_wait()? {
+                let log = fs::read(&self.log_path).unwrap_or_default();
+                break format!(
+                    "{} exited at start ({exit}): {} (log: {})",
+                    self.name,
+                    last_line(&log),
+                    self.log_path.display()
+                );
+            }
+            if Instant::now() > deadline {
+                break format!(
+                    "{} did not become healthy within {} s, so labs stopped it (log: {})",
+                    self.name,
+                    self.timeout.as_secs(),
+                    self.log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        spinner.finish_and_clear();
+        stop_group(pid);
+        child.try_wait().ok();
+        fs::remove_file(&self.pid_path).ok();
+        bail!(failure)
+    }
+}
+
+/// Stops the process group whose leader's pid `pid_path` records, if `ours` says it is still the
+/// process labs started; the pid file goes either way (a stale one names a process that is gone,
+/// or a pid that now belongs to something else). Returns whether it stopped something.
+pub(crate) fn stop_recorded(pid_path: &Path, ours: impl Fn(i32) -> bool) -> bool {
+    let Some(pid) = fs::read_to_string(pid_path).ok().and_then(|text| text.trim().parse::<i32>().ok()) else {
+        return false;
     };
-    // Leave nothing behind from a start that failed: the process group, then the pid file.
-    spinner.finish_and_clear();
-    stop_group(pid);
-    child.try_wait().ok();
-    fs::remove_file(pid_file(port)?).ok();
-    bail!(failure)
+    let stopped = ours(pid);
+    if stopped {
+        stop_group(pid);
+    }
+    fs::remove_file(pid_path).ok();
+    stopped
 }
 
 /// How long MiniStack may take to answer its health check after starting.
@@ -337,18 +387,7 @@ fn reuse(port: u16, endpoint: &str) -> Result<bool> {
 /// Stops the emulator this machine's labs started on `port`, with every process it spawned.
 /// Returns false when there was nothing of ours to stop.
 pub fn down(port: u16) -> Result<bool> {
-    let Some(pid) = read_pid(port)? else {
-        return Ok(false);
-    };
-    let pid_path = pid_file(port)?;
-    if !ours(pid) {
-        // A stale pid file: that process is gone, or the pid now belongs to something else.
-        fs::remove_file(pid_path).ok();
-        return Ok(false);
-    }
-    stop_group(pid);
-    fs::remove_file(pid_path).ok();
-    Ok(true)
+    Ok(stop_recorded(&pid_file(port)?, ours))
 }
 
 pub fn reset(port: u16) -> Result<()> {

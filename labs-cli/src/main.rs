@@ -10,6 +10,7 @@ mod driver;
 mod emulator;
 mod examples;
 mod figures;
+mod kafka;
 mod learning;
 mod output;
 mod provision;
@@ -74,6 +75,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Emulator(command) => commands::emulator(command, out)?,
+        Command::Kafka(command) => commands::kafka(command, out)?,
         Command::Triggers(command) => commands::triggers(global, command, out).await?,
         Command::Completions { shell } => {
             clap_complete::generate(*shell, &mut Cli::command(), "labs", &mut std::io::stdout());

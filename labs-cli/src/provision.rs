@@ -9,6 +9,7 @@ use labs_infra::{Action, Artifact, DestroyIncomplete, Engine, Removed, stack};
 use serde::Serialize;
 
 use crate::cost;
+use crate::kafka::topics;
 use crate::output::{self, Output};
 use crate::target::Target;
 use crate::toolchain;
@@ -43,7 +44,11 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
     let stack = &triggers::for_engine(target, declared);
     let artifacts = build_for(stack)?;
     let engine = Engine::connect(&target.clients, &target.prefix).await?;
-    let plan = engine.plan(stack, &artifacts).await?;
+    let mut plan = engine.plan(stack, &artifacts).await?;
+    let kafka = kafka_admin(target, declared).await?;
+    if let Some(admin) = &kafka {
+        plan.changes.extend(topics::plan(admin, &target.prefix, &declared.kafka_topics).await?);
+    }
     out.table(
         &format!("Plan for {} (prefix {}):", stack.example, target.prefix),
         &["resource", "name", "action", "settings"],
@@ -73,6 +78,11 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
     ))?;
     let spinner = output::spinner("applying");
     let progress = |message: &str| spinner.set_message(message.to_owned());
+    // Topics first: they hold data, like streams and tables, and nothing of AWS's needs them made after.
+    if let Some(admin) = &kafka {
+        progress("creating Kafka topics");
+        topics::apply(admin, &target.prefix, &declared.kafka_topics, &plan.changes).await?;
+    }
     engine.apply(stack, &plan, &artifacts, &progress).await?;
     spinner.finish_and_clear();
     triggers::publish(target, declared).await?;
@@ -84,12 +94,28 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
     out.json(&plan)
 }
 
-/// How much of a stack exists for the target's prefix: `(present, declared)` resources.
+/// The admin client of the stack's Kafka broker, when it declares topics (the embedded broker is
+/// started for it).
+async fn kafka_admin(target: &Target, stack: &stack::Stack) -> Result<Option<topics::Admin>> {
+    if stack.kafka_topics.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(topics::admin(&target.kafka().await?.bootstrap)?))
+}
+
+/// How much of a stack exists for the target's prefix: `(present, declared)` resources. Its Kafka
+/// topics count as absent while the broker is down (the embedded one keeps them in memory).
 pub async fn presence(target: &Target, stack: &stack::Stack) -> Result<(usize, usize)> {
     let engine = Engine::connect(&target.clients, &target.prefix).await?;
-    let plan = engine.plan(stack, &HashMap::new()).await?;
-    let present = plan.changes.iter().filter(|c| c.action != Action::Create).count();
-    Ok((present, plan.changes.len()))
+    let mut changes = engine.plan(stack, &HashMap::new()).await?.changes;
+    let declared = changes.len() + stack.kafka_topics.len();
+    if !stack.kafka_topics.is_empty()
+        && let Some(bootstrap) = target.kafka_if_running()?
+    {
+        changes.extend(topics::plan(&topics::admin(&bootstrap)?, &target.prefix, &stack.kafka_topics).await?);
+    }
+    let present = changes.iter().filter(|c| c.action != Action::Create).count();
+    Ok((present, declared))
 }
 
 /// Removes what `stack` declares for the target's prefix, with a spinner while it waits. Every
@@ -101,15 +127,29 @@ pub async fn destroy_stack(target: &Target, stack: &stack::Stack) -> Result<(Vec
     let spinner = output::spinner("removing");
     let progress = |message: &str| spinner.set_message(message.to_owned());
     let removed = engine.destroy(stack, &progress).await;
+    // Topics last, after whatever wrote to them; a stopped embedded broker holds none.
+    let mut topic_rows = Vec::new();
+    if !stack.kafka_topics.is_empty()
+        && let Some(bootstrap) = target.kafka_if_running()?
+    {
+        progress("removing Kafka topics");
+        topic_rows = topics::destroy(&topics::admin(&bootstrap)?, &target.prefix, &stack.kafka_topics).await;
+    }
     spinner.finish_and_clear();
     triggers::stop_if_idle(target).await?;
-    match removed {
-        Ok(rows) => Ok((rows, None)),
+    let (mut rows, failure) = match removed {
+        Ok(rows) => (rows, None),
         Err(err) => match err.downcast::<DestroyIncomplete>() {
-            Ok(incomplete) => Ok((incomplete.removed.clone(), Some(incomplete.into()))),
-            Err(other) => Err(other),
+            Ok(incomplete) => (incomplete.removed.clone(), Some(incomplete.into())),
+            Err(other) => return Err(other),
         },
-    }
+    };
+    rows.extend(topic_rows);
+    let failure = failure.or_else(|| {
+        let failed = rows.iter().any(|r| matches!(r.removal, labs_infra::Removal::Failed(_)));
+        failed.then(|| DestroyIncomplete { removed: rows.clone() }.into())
+    });
+    Ok((rows, failure))
 }
 
 /// Removes only the event source mappings `stack` declares, leaving its functions and sources

@@ -13,6 +13,7 @@ use labs_infra::{Clients, SdkContext};
 use serde::Serialize;
 
 use crate::emulator;
+use crate::kafka;
 use crate::output::note;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -49,6 +50,8 @@ pub struct TargetChoice {
     /// On an endpoint, let its own event source mappings run stream triggers instead of labs'
     /// runner.
     pub endpoint_mappings: bool,
+    /// The Kafka labs' broker when it is not the embedded one.
+    pub kafka_bootstrap: Option<String>,
 }
 
 pub struct Target {
@@ -57,6 +60,8 @@ pub struct Target {
     pub prefix: String,
     /// Stream triggers run by the endpoint's own mappings, not labs' runner (never on AWS).
     pub endpoint_mappings: bool,
+    /// `--kafka-bootstrap`: another Kafka, which labs never starts; `None` is the embedded broker.
+    kafka_bootstrap: Option<String>,
     yes: bool,
 }
 
@@ -162,6 +167,7 @@ impl Target {
             clients: Clients::new(&config),
             prefix: global.prefix.clone(),
             endpoint_mappings: global.endpoint_mappings,
+            kafka_bootstrap: global.kafka_bootstrap.clone().filter(|b| !b.trim().is_empty()),
             yes: global.yes,
         })
     }
@@ -173,8 +179,50 @@ impl Target {
             clients: self.clients.clone(),
             prefix: prefix.to_owned(),
             endpoint_mappings: self.endpoint_mappings,
+            kafka_bootstrap: self.kafka_bootstrap.clone(),
             yes: self.yes,
         }
+    }
+
+    /// The Kafka broker's bootstrap address: `--kafka-bootstrap` (checked to be reachable), else
+    /// the embedded broker, installed and started on first use.
+    pub async fn kafka(&self) -> Result<kafka::client::Broker> {
+        if let Some(bootstrap) = &self.kafka_bootstrap {
+            let reachable = bootstrap.split(',').any(|address| reachable(&format!("tcp://{}", address.trim())));
+            if !reachable {
+                bail!(
+                    "cannot reach the Kafka broker at {bootstrap}: start it, or drop --kafka-bootstrap / LABS_KAFKA_BOOTSTRAP to use the embedded one"
+                );
+            }
+            return Ok(kafka::client::Broker { bootstrap: bootstrap.clone(), one_record_per_batch: false });
+        }
+        let port = kafka::broker::port()?;
+        if tokio::task::spawn_blocking(move || kafka::broker::up(port)).await?? {
+            note(format!(
+                "started the embedded Kafka broker (tansu {}) at {} (stop it with `labs kafka down`)",
+                kafka::broker::TANSU_VERSION,
+                kafka::broker::bootstrap(port)
+            ));
+        }
+        Ok(kafka::client::Broker { bootstrap: kafka::broker::bootstrap(port), one_record_per_batch: true })
+    }
+
+    /// Which Kafka the Kafka labs use, in words.
+    pub fn kafka_description(&self) -> String {
+        match &self.kafka_bootstrap {
+            Some(bootstrap) => format!("the Kafka at {bootstrap}"),
+            None => format!("the embedded broker (tansu {})", kafka::broker::TANSU_VERSION),
+        }
+    }
+
+    /// The Kafka broker if one is up, without starting the embedded one (for commands that only
+    /// look, and for removing topics: a stopped embedded broker holds none).
+    pub fn kafka_if_running(&self) -> Result<Option<String>> {
+        if let Some(bootstrap) = &self.kafka_bootstrap {
+            return Ok(Some(bootstrap.clone()));
+        }
+        let port = kafka::broker::port()?;
+        Ok(kafka::broker::status(port)?.healthy.then(|| kafka::broker::bootstrap(port)))
     }
 
     /// The region prices are looked up for: the target's own (an emulator's is its configured one).

@@ -131,3 +131,12 @@ pub async fn sdk_config_at(endpoint: &str) -> aws_config::SdkConfig {
 pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&sdk_config().await)
 }
+
+/// The test Kafka broker's bootstrap address: `KAFKA_TEST_BOOTSTRAP` (tests/run.sh sets it), else
+/// the embedded broker on `LABS_KAFKA_PORT` (default 9192). Tests never start one.
+pub fn kafka_bootstrap() -> String {
+    std::env::var("KAFKA_TEST_BOOTSTRAP").unwrap_or_else(|_| {
+        let port = std::env::var("LABS_KAFKA_PORT").unwrap_or_else(|_| "9192".to_owned());
+        format!("127.0.0.1:{port}")
+    })
+}

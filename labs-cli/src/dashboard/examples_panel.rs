@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::present::{Declared, State};
 use crate::driver::dynamodb as db;
 use crate::examples::verdict::{self, Verdict};
-use crate::examples::{example_3, example_4};
+use crate::examples::{ExampleId, example_3, example_4};
 use crate::target::Target;
 
 #[derive(Debug, Serialize)]
@@ -96,12 +96,12 @@ pub async fn examples(target: &Target, examples: &[Declared], errors: &mut Vec<S
 pub async fn lessons(target: &Target, examples: &[Declared], errors: &mut Vec<String>) -> Lessons {
     let mut lessons = Lessons::default();
     for example in examples.iter().filter(|e| e.state() == State::Up) {
-        match example.id.0 {
-            3 => match example_3::index_drift(target).await {
+        match example.id {
+            id if id == ExampleId::aws(3) => match example_3::index_drift(target).await {
                 Ok(rows_disagreeing) => lessons.index_drift = Some(DriftPanel { rows_disagreeing }),
                 Err(err) => errors.push(format!("example-3 drift: {err:#}")),
             },
-            4 => match example_4::user_totals(target).await {
+            id if id == ExampleId::aws(4) => match example_4::user_totals(target).await {
                 Ok(rows) => {
                     let users: Vec<UserTotals> = rows
                         .into_iter()
@@ -119,7 +119,7 @@ pub async fn lessons(target: &Target, examples: &[Declared], errors: &mut Vec<St
         }
     }
     // Example 6 is read from its declared tables, whether or not the registry calls it built.
-    if let Some(example) = examples.iter().find(|e| e.id.0 == 6 && !e.present.is_empty()) {
+    if let Some(example) = examples.iter().find(|e| e.id == ExampleId::aws(6) && !e.present.is_empty()) {
         let mut tables = Vec::new();
         for table in example.stack.dynamodb_tables.iter().filter(|t| example.has(target, &t.name)) {
             let name = stack::full_name(&target.prefix, &table.name);

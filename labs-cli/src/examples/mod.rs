@@ -83,6 +83,7 @@ pub mod example_5;
 pub mod example_6;
 pub mod example_7;
 pub mod example_8;
+pub mod kafka_1;
 
 /// Every example, in the order `labs list` shows them. Adding one is adding its line here.
 pub const REGISTRY: &[Entry] = &[
@@ -94,33 +95,104 @@ pub const REGISTRY: &[Entry] = &[
     Entry::built(example_6::ABOUT, &example_6::Example6),
     Entry::built(example_7::ABOUT, &example_7::Example7),
     Entry::built(example_8::ABOUT, &example_8::Example8),
+    Entry::built(kafka_1::ABOUT, &kafka_1::Kafka1),
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ExampleId(pub u8);
+/// Which track a lab belongs to: the AWS examples (`example-N`) or the Kafka labs (`kafka-N`),
+/// each numbered from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Track {
+    Aws,
+    Kafka,
+}
+
+impl Track {
+    /// How ids of this track start: `example` or `kafka`.
+    pub const fn word(self) -> &'static str {
+        match self {
+            Track::Aws => "example",
+            Track::Kafka => "kafka",
+        }
+    }
+
+    /// How the guide's headings name a lab of this track: `Example` or `Kafka`.
+    pub const fn heading_word(self) -> &'static str {
+        match self {
+            Track::Aws => "Example",
+            Track::Kafka => "Kafka",
+        }
+    }
+}
+
+/// A registered lab: `example-3`, `kafka-1`. Ordered by track, then number (the registry's order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExampleId {
+    pub track: Track,
+    pub number: u8,
+}
+
+impl ExampleId {
+    /// AWS example `number` (`example-N`).
+    pub const fn aws(number: u8) -> Self {
+        Self { track: Track::Aws, number }
+    }
+
+    /// Kafka lab `number` (`kafka-N`).
+    pub const fn kafka(number: u8) -> Self {
+        Self { track: Track::Kafka, number }
+    }
+
+    /// `example-N`, `exN`, a bare `N` (the AWS track), or `kafka-N`, whether registered or not.
+    fn parse_any(text: &str) -> Option<Self> {
+        let (track, number) = if let Some(number) = text.strip_prefix("kafka-") {
+            (Track::Kafka, number)
+        } else {
+            (Track::Aws, text.strip_prefix("example-").or_else(|| text.strip_prefix("ex")).unwrap_or(text))
+        };
+        Some(Self { track, number: number.parse().ok()? })
+    }
+
+    /// How the guide's heading names it: `Example 3`, `Kafka 1`.
+    pub fn heading(self) -> String {
+        format!("{} {}", self.track.heading_word(), self.number)
+    }
+}
+
+impl Serialize for ExampleId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 impl FromStr for ExampleId {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let number = text.strip_prefix("example-").or_else(|| text.strip_prefix("ex")).unwrap_or(text);
-        match number.parse::<u8>() {
-            Ok(n) if REGISTRY.iter().any(|e| e.about.id.0 == n) => Ok(ExampleId(n)),
-            _ => {
-                let (first, last) = (REGISTRY.first().map(|e| e.about.id), REGISTRY.last().map(|e| e.about.id));
-                let range = match (first, last) {
-                    (Some(first), Some(last)) => format!("{first} ... {last}"),
-                    _ => "a registered example".to_owned(),
-                };
-                Err(format!("unknown example '{text}': use {range} (see `labs list`)"))
-            }
+        match Self::parse_any(text) {
+            Some(id) if REGISTRY.iter().any(|e| e.about.id == id) => Ok(id),
+            _ => Err(format!("unknown example '{text}': use {} (see `labs list`)", registered_ranges())),
         }
     }
 }
 
+/// `example-1 ... example-8, kafka-1`: the registered ids, a range per track.
+fn registered_ranges() -> String {
+    let mut ranges = Vec::new();
+    for track in [Track::Aws, Track::Kafka] {
+        let ids: Vec<ExampleId> = REGISTRY.iter().map(|e| e.about.id).filter(|id| id.track == track).collect();
+        match ids.as_slice() {
+            [] => {}
+            [only] => ranges.push(only.to_string()),
+            [first, .., last] => ranges.push(format!("{first} ... {last}")),
+        }
+    }
+    if ranges.is_empty() { "a registered example".to_owned() } else { ranges.join(", ") }
+}
+
 impl ExampleId {
-    /// The stack this example provisions (`infra/stacks/example-N.toml`). An example that is
-    /// not built provisions nothing, even when its stack is declared already.
+    /// The stack this example provisions (`infra/stacks/example-N.toml`, `kafka-N.toml`). An
+    /// example that is not built provisions nothing, even when its stack is declared already.
     pub fn stack(self) -> Result<Stack> {
         example(self)?;
         Ok(stack::load(&self.to_string())?)
@@ -129,7 +201,7 @@ impl ExampleId {
 
 impl fmt::Display for ExampleId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "example-{}", self.0)
+        write!(f, "{}-{}", self.track.word(), self.number)
     }
 }
 
@@ -145,7 +217,12 @@ pub struct About {
 impl About {
     /// Example `number`: its title, what it teaches, the AWS parts it uses.
     pub const fn new(number: u8, title: &'static str, teaches: &'static str, aws: &'static str) -> Self {
-        Self { id: ExampleId(number), title, teaches, aws }
+        Self { id: ExampleId::aws(number), title, teaches, aws }
+    }
+
+    /// Kafka lab `number`: its title, what it teaches, the parts it uses (the broker, AWS's).
+    pub const fn kafka(number: u8, title: &'static str, teaches: &'static str, parts: &'static str) -> Self {
+        Self { id: ExampleId::kafka(number), title, teaches, aws: parts }
     }
 }
 
@@ -219,7 +296,7 @@ impl Entry {
 
 /// The registered example `id`.
 pub fn entry(id: ExampleId) -> &'static Entry {
-    // ExampleId only parses registered numbers, so a miss is a bug, not bad input.
+    // ExampleId only parses registered ids, so a miss is a bug, not bad input.
     REGISTRY.iter().find(|e| e.about.id == id).expect("an ExampleId names a registered example")
 }
 
@@ -286,7 +363,7 @@ mod tests {
 
     #[test]
     fn every_example_stack_belongs_to_a_registered_example_and_every_built_one_has_a_stack() {
-        for name in stack::declared().filter(|name| name.starts_with("example-")) {
+        for name in stack::declared().filter(|name| name.starts_with("example-") || name.starts_with("kafka-")) {
             let _: ExampleId = name.parse().unwrap_or_else(|e| panic!("infra/stacks/{name}.toml: {e}"));
         }
         for (about, _) in built() {
@@ -296,17 +373,29 @@ mod tests {
 
     #[test]
     fn ids_parse_only_when_registered() {
-        assert_eq!("example-7".parse::<ExampleId>(), Ok(ExampleId(7)));
-        assert_eq!("ex3".parse::<ExampleId>(), Ok(ExampleId(3)));
-        assert_eq!(
-            "example-9".parse::<ExampleId>(),
-            Err("unknown example 'example-9': use example-1 ... example-8 (see `labs list`)".to_owned())
-        );
+        assert_eq!("example-7".parse::<ExampleId>(), Ok(ExampleId::aws(7)));
+        assert_eq!("ex3".parse::<ExampleId>(), Ok(ExampleId::aws(3)));
+        assert_eq!("kafka-1".parse::<ExampleId>(), Ok(ExampleId::kafka(1)));
+        let unknown = |id: &str| format!("unknown example '{id}': use {} (see `labs list`)", registered_ranges());
+        assert_eq!("example-9".parse::<ExampleId>(), Err(unknown("example-9")));
+        assert_eq!("kafka-99".parse::<ExampleId>(), Err(unknown("kafka-99")));
+        assert_eq!("kafka1".parse::<ExampleId>(), Err(unknown("kafka1")));
+        assert!(registered_ranges().starts_with("example-1 ... example-8, kafka-1"), "{}", registered_ranges());
     }
 
     #[test]
-    fn registry_numbers_are_unique_and_rising() {
-        let ids: Vec<u8> = REGISTRY.iter().map(|e| e.about.id.0).collect();
+    fn ids_print_as_they_parse() {
+        for entry in REGISTRY {
+            let id = entry.about.id;
+            assert_eq!(id.to_string().parse::<ExampleId>(), Ok(id));
+        }
+        assert_eq!(ExampleId::kafka(2).to_string(), "kafka-2");
+        assert_eq!(ExampleId::kafka(2).heading(), "Kafka 2");
+    }
+
+    #[test]
+    fn registry_ids_are_unique_and_rising() {
+        let ids: Vec<ExampleId> = REGISTRY.iter().map(|e| e.about.id).collect();
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     }
 }

@@ -436,8 +436,8 @@ mod tests {
         assert_eq!(
             plan.examples,
             vec![
-                ExampleRuns { example: ExampleId(2), runs: scenarios(&["redelivery", "fan-out", "dead-letter"]) },
-                ExampleRuns { example: ExampleId(7), runs: scenarios(&["hot-shard"]) },
+                ExampleRuns { example: ExampleId::aws(2), runs: scenarios(&["redelivery", "fan-out", "dead-letter"]) },
+                ExampleRuns { example: ExampleId::aws(7), runs: scenarios(&["hot-shard"]) },
             ]
         );
     }
@@ -449,7 +449,10 @@ mod tests {
             ("checkpoint-3.2", "shown", "answers = [\"example-5\"]"),
             ("checkpoint-3.3", "shown", "answers = [\"example-5/snapshot\"]"),
         ]);
-        assert_eq!(plan(&map, 3).unwrap().examples, vec![ExampleRuns { example: ExampleId(5), runs: Runs::Whole }]);
+        assert_eq!(
+            plan(&map, 3).unwrap().examples,
+            vec![ExampleRuns { example: ExampleId::aws(5), runs: Runs::Whole }]
+        );
     }
 
     #[test]
@@ -484,7 +487,7 @@ mod tests {
 
     fn outcome(example: u8, verified: Option<bool>, failure: Option<&str>) -> ExampleOutcome {
         ExampleOutcome {
-            example: ExampleId(example),
+            example: ExampleId::aws(example),
             runs: Runs::Whole,
             was_up: false,
             failure: failure.map(str::to_owned),

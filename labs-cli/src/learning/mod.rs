@@ -28,7 +28,7 @@ pub fn guide(example: Option<ExampleId>, out: Output) -> Result<()> {
             &["example", "section", "read it with"],
             examples::REGISTRY.iter().map(|entry| {
                 let id = entry.about.id;
-                match sections.iter().find(|s| s.number == id.0) {
+                match sections.iter().find(|s| s.id == id) {
                     Some(section) => vec![id.to_string(), section.title.to_owned(), format!("labs guide {id}")],
                     None => vec![
                         id.to_string(),
@@ -41,7 +41,7 @@ pub fn guide(example: Option<ExampleId>, out: Output) -> Result<()> {
         out.say("Which lab answers which question of the learning plan: labs questions");
         return out.json(&sections);
     };
-    let Some(section) = sections.iter().find(|s| s.number == id.0) else {
+    let Some(section) = sections.iter().find(|s| s.id == id) else {
         let why = if examples::entry(id).example.is_some() { "" } else { " (it is not built yet)" };
         bail!("{id} has no section in the guide{why}: `labs guide` lists the sections");
     };
@@ -252,13 +252,13 @@ mod tests {
         let map = map::load().unwrap();
         for section in guide::sections(guide::GUIDE) {
             let quoted = quoted_questions(section.text);
-            let id = ExampleId(section.number);
+            let id = section.id;
             for (item_id, text) in quoted {
                 let item = map.item.iter().find(|i| i.id == item_id);
                 let item = item.unwrap_or_else(|| panic!("{id}'s section quotes {item_id}, which the map lacks"));
                 assert_eq!(item.text, text, "{id}'s section quotes {item_id} in other words than the plan's");
                 let mentioned = item.answers.iter().any(|a| a.example == id)
-                    || item.explained.as_deref().is_some_and(|e| e.contains(&format!("xample {}", id.0)));
+                    || item.explained.as_deref().is_some_and(|e| e.contains(&id.heading()[1..]));
                 assert!(mentioned, "{id}'s section claims {item_id}, but the map names neither it nor its guide text");
             }
         }
