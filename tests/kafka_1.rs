@@ -12,17 +12,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use support::{Teardown, kafka_bootstrap, labs, prefix};
-
-/// The broker tests/run.sh started answers (tests never start one).
-fn ensure_kafka() {
-    let bootstrap = kafka_bootstrap();
-    let address = bootstrap.parse().unwrap_or_else(|_| panic!("KAFKA_TEST_BOOTSTRAP={bootstrap} is not host:port"));
-    assert!(
-        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).is_ok(),
-        "no Kafka broker answers on {bootstrap}: run the tests with `bash tests/run.sh`"
-    );
-}
+use support::{Teardown, ensure_kafka, kafka_bootstrap, labs, prefix};
 
 fn client_config() -> ClientConfig {
     let mut config = ClientConfig::new();

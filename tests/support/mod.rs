@@ -140,3 +140,13 @@ pub fn kafka_bootstrap() -> String {
         format!("127.0.0.1:{port}")
     })
 }
+
+/// The broker tests/run.sh started answers (tests never start one).
+pub fn ensure_kafka() {
+    let bootstrap = kafka_bootstrap();
+    let address = bootstrap.parse().unwrap_or_else(|_| panic!("KAFKA_TEST_BOOTSTRAP={bootstrap} is not host:port"));
+    assert!(
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).is_ok(),
+        "no Kafka broker answers on {bootstrap}: run the tests with `bash tests/run.sh`"
+    );
+}

@@ -217,7 +217,8 @@ pub fn dynamodb_event(source: &EventSource, records: &[DynamoDbInput]) -> Result
     Ok(json!({ "Records": records }))
 }
 
-fn dynamodb_record(source: &EventSource, input: &DynamoDbInput) -> Result<Value, EventError> {
+/// One record of [`dynamodb_event`]: what a function reads as `Records[i]`.
+pub fn dynamodb_record(source: &EventSource, input: &DynamoDbInput) -> Result<Value, EventError> {
     let sequence_number = &input.sequence_number;
     let item =
         |what: &'static str, image: &Map<String, Value>| {

@@ -535,6 +535,127 @@ pub async fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<Incoming>> {
     Ok(all)
 }
 
+// ---- Added for kafka-2 (CDC into Kafka): records without a value, whole-topic watermarks, and
+// a group that reads to the end. ----
+
+/// Produces `records` to `topic` in the order given, each keyed, a `None` value as a tombstone
+/// (a record with no value: on a compacted topic, the key's deletion), and waits until the broker
+/// has acknowledged each one. Returns where each landed, in the order given.
+pub async fn produce_nullable(
+    broker: &Broker,
+    topic: &str,
+    records: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
+) -> Result<Vec<Delivered>> {
+    let producer = producer(broker)?;
+    let mut pending = Vec::new();
+    for (key, value) in records {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key.as_bytes());
+        if let Some(value) = &value {
+            record = record.payload(value.as_slice());
+        }
+        let delivery = loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break delivery,
+                Err((err, returned)) if is_queue_full(&err) => {
+                    record = returned;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((err, _)) => bail!("cannot produce to Kafka topic {topic}: {err}"),
+            }
+        };
+        pending.push((key, delivery));
+    }
+    let mut delivered = Vec::with_capacity(pending.len());
+    for (key, delivery) in pending {
+        let outcome = delivery.await.context("the producer went away before a delivery report")?;
+        let delivery = outcome.map_err(|(err, _)| anyhow::anyhow!("Kafka refused a record: {err}"))?;
+        delivered.push(Delivered { key, partition: delivery.partition, offset: delivery.offset });
+    }
+    Ok(delivered)
+}
+
+impl Incoming {
+    /// The record as log compaction sees it: key, and value or tombstone. The client hands a
+    /// record without a value over as an empty payload, and labs never produces an empty value,
+    /// so an empty payload is read as a tombstone.
+    pub fn into_log_record(self) -> labs_core::compaction::LogRecord<String, Vec<u8>> {
+        labs_core::compaction::LogRecord {
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.unwrap_or_default(),
+            value: (!self.payload.is_empty()).then_some(self.payload),
+        }
+    }
+}
+
+/// Every partition of `topic` with its low and high watermarks, in partition order.
+pub async fn topic_watermarks(bootstrap: &str, topic: &str) -> Result<Vec<(i32, i64, i64)>> {
+    let count =
+        partitions(&admin(bootstrap)?, topic).await?.with_context(|| format!("Kafka topic {topic} does not exist"))?;
+    let mut all = Vec::new();
+    for partition in 0..count {
+        let (low, high) = watermarks(bootstrap, topic, partition).await?;
+        all.push((partition, low, high));
+    }
+    Ok(all)
+}
+
+/// How long `drain_group` may take to reach the end of a topic.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Reads `topic` as a member of `group`, from the group's committed offsets (the earliest record
+/// where it has none), until the group has committed, on every partition, the end that partition
+/// had when the call began. Hands the records over in batches of at most `batch` (each partition
+/// in offset order) and commits after each batch `apply` accepted. Returns the records read.
+pub async fn drain_group(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    batch: usize,
+    mut apply: impl AsyncFnMut(Vec<Incoming>) -> Result<()>,
+) -> Result<usize> {
+    let ends = topic_watermarks(bootstrap, topic).await?;
+    let committed = committed(bootstrap, group, topic, ends.len() as i32).await?;
+    let mut behind: BTreeMap<i32, i64> = ends
+        .iter()
+        .filter(|(partition, low, high)| committed.get(partition).copied().flatten().unwrap_or(*low) < *high)
+        .map(|(partition, _, high)| (*partition, *high))
+        .collect();
+    if behind.is_empty() {
+        return Ok(0);
+    }
+    let member = GroupMember::join(bootstrap, group, &format!("{group}-member"), topic)?;
+    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let mut read = 0;
+    while !behind.is_empty() {
+        if Instant::now() > deadline {
+            bail!(
+                "group {group} did not reach the end of {topic} within {} s (partitions behind: {:?})",
+                DRAIN_TIMEOUT.as_secs(),
+                behind.keys().collect::<Vec<_>>()
+            );
+        }
+        let records = member.poll(batch, Duration::from_millis(300)).await?;
+        if records.is_empty() {
+            continue;
+        }
+        read += records.len();
+        apply(records.clone()).await?;
+        for (partition, next) in member.commit(&records)? {
+            if behind.get(&partition).is_some_and(|end| next >= *end) {
+                behind.remove(&partition);
+            }
+        }
+    }
+    member.leave().await?;
+    Ok(read)
+}
+
+/// The configs the broker reports for `topic` (`cleanup.policy`, ...).
+pub async fn topic_config(bootstrap: &str, topic: &str) -> Result<BTreeMap<String, String>> {
+    crate::kafka::topics::describe_config(&admin(bootstrap)?, topic).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

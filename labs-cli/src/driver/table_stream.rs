@@ -1,11 +1,12 @@
 //! A DynamoDB table's change log read back from the CLI: every change it holds, per shard in
-//! order, with the item's old image. Example 3 rebuilds the table as of a past position from it.
+//! order, with the item's old image. Example 3 rebuilds the table as of a past position from it;
+//! kafka-2's relay forwards its records into Kafka from where it stopped.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use aws_sdk_dynamodbstreams::Client;
-use aws_sdk_dynamodbstreams::types::{AttributeValue, ShardIteratorType};
+use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use labs_core::lineage;
 use labs_infra::SdkContext;
 use serde::de::DeserializeOwned;
@@ -36,45 +37,54 @@ pub async fn stream_arn(dynamodb: &aws_sdk_dynamodb::Client, table: &str) -> Res
 
 /// Every change the stream holds, shard by shard (parents before children), each shard in order.
 pub async fn read_changes<T: DeserializeOwned>(client: &Client, arn: &str, key: &str) -> Result<Vec<Change<T>>> {
-    let mut changes = Vec::new();
+    let records = read_records(client, arn, &Tips::new()).await?;
+    Ok(records
+        .into_iter()
+        .filter_map(|(shard_id, record)| {
+            let change = record.dynamodb()?;
+            let key_value = match change.keys().and_then(|k| k.get(key)) {
+                Some(AttributeValue::S(value)) => value.clone(),
+                other => format!("{other:?}"),
+            };
+            Some(Change {
+                shard_id,
+                sequence_number: change.sequence_number().unwrap_or_default().to_owned(),
+                key: key_value,
+                old: change.old_image().map(|image| serde_dynamo::from_item(image.clone()).map_err(|e| e.to_string())),
+            })
+        })
+        .collect())
+}
+
+/// The stream's records as the API returns them, with their shard: shard by shard (parents
+/// before children), each in order; on a shard `after` names, only those past its sequence
+/// number (a relay resuming where it stopped), on any other shard all of them.
+pub async fn read_records(client: &Client, arn: &str, after: &Tips) -> Result<Vec<(String, Record)>> {
+    let mut records = Vec::new();
     for shard_id in shards(client, arn).await? {
-        let mut iterator = client
-            .get_shard_iterator()
-            .stream_arn(arn)
-            .shard_id(&shard_id)
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .doing(format!("getting a shard iterator for {shard_id}"))?
-            .shard_iterator;
+        let request = client.get_shard_iterator().stream_arn(arn).shard_id(&shard_id);
+        let request = match after.get(&shard_id) {
+            Some(sequence_number) => {
+                request.shard_iterator_type(ShardIteratorType::AfterSequenceNumber).sequence_number(sequence_number)
+            }
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let mut iterator =
+            request.send().await.doing(format!("getting a shard iterator for {shard_id}"))?.shard_iterator;
         // An open shard never ends, and a table stream says nothing like MillisBehindLatest:
         // a few empty pages in a row are taken as its tip.
         let mut empty_pages = 0;
         while let Some(current) = iterator.take() {
             let page =
                 client.get_records().shard_iterator(current).send().await.doing(format!("reading {shard_id}"))?;
-            for record in page.records() {
-                let Some(change) = record.dynamodb() else { continue };
-                let key_value = match change.keys().and_then(|k| k.get(key)) {
-                    Some(AttributeValue::S(value)) => value.clone(),
-                    other => format!("{other:?}"),
-                };
-                changes.push(Change {
-                    shard_id: shard_id.clone(),
-                    sequence_number: change.sequence_number().unwrap_or_default().to_owned(),
-                    key: key_value,
-                    old: change
-                        .old_image()
-                        .map(|image| serde_dynamo::from_item(image.clone()).map_err(|e| e.to_string())),
-                });
-            }
+            records.extend(page.records().iter().map(|record| (shard_id.clone(), record.clone())));
             empty_pages = if page.records().is_empty() { empty_pages + 1 } else { 0 };
             if empty_pages < 3 {
                 iterator = page.next_shard_iterator;
             }
         }
     }
-    Ok(changes)
+    Ok(records)
 }
 
 /// The last sequence number of each shard among `changes`.

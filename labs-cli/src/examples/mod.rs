@@ -84,6 +84,7 @@ pub mod example_6;
 pub mod example_7;
 pub mod example_8;
 pub mod kafka_1;
+pub mod kafka_2;
 
 /// Every example, in the order `labs list` shows them. Adding one is adding its line here.
 pub const REGISTRY: &[Entry] = &[
@@ -96,6 +97,7 @@ pub const REGISTRY: &[Entry] = &[
     Entry::built(example_7::ABOUT, &example_7::Example7),
     Entry::built(example_8::ABOUT, &example_8::Example8),
     Entry::built(kafka_1::ABOUT, &kafka_1::Kafka1),
+    Entry::built(kafka_2::ABOUT, &kafka_2::Kafka2),
 ];
 
 /// Which track a lab belongs to: the AWS examples (`example-N`) or the Kafka labs (`kafka-N`),

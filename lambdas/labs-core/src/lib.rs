@@ -4,7 +4,9 @@
 //! that `labs verify` runs on data it has already read. That keeps every rule unit-testable and
 //! lets producer and consumer agree on one definition of each event.
 
+pub mod change_topic;
 pub mod clickstream;
+pub mod compaction;
 pub mod join;
 pub mod ledger;
 pub mod lineage;

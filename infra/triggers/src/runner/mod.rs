@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 pub use checkpoints::{CheckpointTable, ShardProgress, ShardReport, WindowReport};
 pub use destination::Destinations;
+pub use source::dynamodb_input;
 
 use crate::position::ShardHistory;
 use crate::record::{Millis, SourceKind};

@@ -236,8 +236,8 @@ impl StreamSource for DynamoDbStreamSource {
 }
 
 /// A stream record without a change or sequence number cannot be delivered; the API always
-/// sends both.
-fn dynamodb_input(record: &aws_sdk_dynamodbstreams::types::Record) -> Option<DynamoDbInput> {
+/// sends both. Public for relays that forward table stream records as Lambda would see them.
+pub fn dynamodb_input(record: &aws_sdk_dynamodbstreams::types::Record) -> Option<DynamoDbInput> {
     let change = record.dynamodb()?;
     let image = |image: Option<&std::collections::HashMap<String, AttributeValue>>| image.map(typed_map);
     let mut input = DynamoDbInput::new(
