@@ -127,17 +127,33 @@ pub async fn publish(target: &Target, declared: &Stack) -> Result<()> {
     }
     provision_table(target).await?;
     let table = target.name(CHECKPOINTS);
+    let mut written = Vec::new();
     for mapping in runner_mappings(declared) {
+        let id = mapping_id(&target.prefix, mapping);
         if !mapping.enabled {
-            rows::forget(&target.clients.dynamodb, &table, &mapping_id(&target.prefix, mapping)).await?;
+            rows::forget(&target.clients.dynamodb, &table, &id).await?;
             continue;
         }
         let row = row_for(target, mapping).await?;
-        rows::write(&target.clients.dynamodb, &table, &mapping_id(&target.prefix, mapping), &row).await?;
+        rows::write(&target.clients.dynamodb, &table, &id, &row).await?;
+        written.push(id);
     }
     let endpoint = target.endpoint().context("the runner only runs against an endpoint")?;
-    process::ensure_running(endpoint, &target.prefix)
+    process::ensure_running(endpoint, &target.prefix)?;
+    // `up` returns once the runner runs the new settings, as UpdateEventSourceMapping is done once
+    // the mapping is `Enabled` again: records produced next are not read under the old ones.
+    let pending = rows::wait_applied(&target.clients.dynamodb, &table, &written, APPLY_LIMIT).await?;
+    if !pending.is_empty() {
+        crate::output::note(format!(
+            "note: the stream-trigger runner has not taken the new settings of {} yet (`labs triggers logs`)",
+            pending.join(", ")
+        ));
+    }
+    Ok(())
 }
+
+/// How long `up` waits for the runner to run changed settings (it polls them every second).
+const APPLY_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Before `down` (or disconnecting sources): the runner stops the stack's mappings and forgets
 /// their checkpoints.

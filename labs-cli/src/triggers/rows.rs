@@ -261,18 +261,75 @@ fn shard_row(shard_id: String, item: &HashMap<String, AttributeValue>) -> ShardR
     }
 }
 
-/// Writes a mapping's settings row; the runner picks it up within a second or so.
+/// Writes a mapping's settings row; the runner picks it up within a second or so. Only the
+/// settings are set: what the runner marked as applied stays, so unchanged settings need no new
+/// acknowledgement ([`wait_applied`]).
 pub async fn write(client: &aws_sdk_dynamodb::Client, table: &str, id: &str, row: &MappingRow) -> Result<()> {
+    set_attribute(client, table, id, "mapping", row).await.doing(format!("writing the settings of {id} to {table}"))
+}
+
+/// The runner's acknowledgement: it runs `id` with `row` now. Like a mapping's state going from
+/// `Updating` back to `Enabled` on AWS.
+pub async fn mark_applied(client: &aws_sdk_dynamodb::Client, table: &str, id: &str, row: &MappingRow) -> Result<()> {
+    set_attribute(client, table, id, "applied", row).await.doing(format!("marking the settings of {id} applied"))
+}
+
+async fn set_attribute(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    id: &str,
+    attribute: &str,
+    row: &MappingRow,
+) -> Result<(), aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError>> {
+    let json = serde_json::to_string(row).expect("a MappingRow always serializes");
     client
-        .put_item()
+        .update_item()
         .table_name(table)
-        .item("mapping_id", AttributeValue::S(id.to_owned()))
-        .item("shard_id", AttributeValue::S(SETTINGS_ROW.to_owned()))
-        .item("mapping", AttributeValue::S(serde_json::to_string(row)?))
+        .key("mapping_id", AttributeValue::S(id.to_owned()))
+        .key("shard_id", AttributeValue::S(SETTINGS_ROW.to_owned()))
+        .update_expression("SET #attribute = :row")
+        .expression_attribute_names("#attribute", attribute)
+        .expression_attribute_values(":row", AttributeValue::S(json))
         .send()
         .await
-        .doing(format!("writing the settings of {id} to {table}"))?;
-    Ok(())
+        .map(|_| ())
+}
+
+/// Waits until the runner runs every mapping of `ids` with the settings its row holds, so work
+/// produced next is read under them (a mapping restarted later would redeliver it). Returns the
+/// ids still not applied when `limit` passes.
+pub async fn wait_applied(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    ids: &[String],
+    limit: std::time::Duration,
+) -> Result<Vec<String>> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let mut pending = Vec::new();
+        for id in ids {
+            let item = client
+                .get_item()
+                .table_name(table)
+                .key("mapping_id", AttributeValue::S(id.clone()))
+                .key("shard_id", AttributeValue::S(SETTINGS_ROW.to_owned()))
+                .consistent_read(true)
+                .send()
+                .await
+                .doing(format!("reading the settings of {id}"))?;
+            let parsed = |key: &str| -> Option<MappingRow> {
+                let text = item.item()?.get(key)?.as_s().ok()?;
+                serde_json::from_str(text).ok()
+            };
+            if parsed("applied").is_none() || parsed("applied") != parsed("mapping") {
+                pending.push(id.clone());
+            }
+        }
+        if pending.is_empty() || std::time::Instant::now() >= deadline {
+            return Ok(pending);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
 }
 
 /// Deletes every row of a mapping (settings, checkpoints, status): the runner stops it, and a

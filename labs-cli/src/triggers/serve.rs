@@ -118,6 +118,9 @@ async fn reconcile(
                 tracing::error!(mapping = task_id, "stopped: {err}");
             }
         });
+        if let Err(err) = rows::mark_applied(dynamodb, table, &id, &row).await {
+            tracing::warn!(mapping = id, "acknowledging its settings: {err:#}");
+        }
         running.insert(id, Running { row, stop, task });
     }
 }
