@@ -28,9 +28,15 @@ pub fn home() -> Result<PathBuf> {
 
 /// The emulator's port: `LABS_EMULATOR_PORT`, else 4566.
 pub fn port() -> Result<u16> {
-    match std::env::var("LABS_EMULATOR_PORT") {
-        Ok(text) => text.parse().with_context(|| format!("LABS_EMULATOR_PORT={text} is not a port number")),
-        Err(_) => Ok(DEFAULT_PORT),
+    port_from_env("LABS_EMULATOR_PORT", DEFAULT_PORT)
+}
+
+/// A port from the environment variable `name`, else `default`; a value that is not a port is a
+/// one-line error naming it.
+pub(crate) fn port_from_env(name: &str, default: u16) -> Result<u16> {
+    match std::env::var(name) {
+        Ok(text) => text.parse().with_context(|| format!("{name}={text} is not a port number")),
+        Err(_) => Ok(default),
     }
 }
 

@@ -76,6 +76,28 @@ pub async fn produce(
     topic: &str,
     records: impl IntoIterator<Item = Outgoing>,
 ) -> Result<(Vec<Delivered>, ProduceStats)> {
+    send(broker, topic, records.into_iter().map(|r| (r.key, Some(r.payload), r.headers))).await
+}
+
+/// Produces `records` to `topic` in the order given, each keyed, a `None` value as a tombstone
+/// (a record with no value: on a compacted topic, the key's deletion), and waits until the broker
+/// has acknowledged each one. Returns where each landed, in the order given.
+pub async fn produce_nullable(
+    broker: &Broker,
+    topic: &str,
+    records: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
+) -> Result<Vec<Delivered>> {
+    let (delivered, _) = send(broker, topic, records.into_iter().map(|(key, value)| (key, value, Vec::new()))).await?;
+    Ok(delivered)
+}
+
+/// The one send loop behind [`produce`] and [`produce_nullable`]: key, value (`None`: a
+/// tombstone) and headers of each record.
+async fn send(
+    broker: &Broker,
+    topic: &str,
+    records: impl Iterator<Item = (String, Option<Vec<u8>>, Vec<(String, String)>)>,
+) -> Result<(Vec<Delivered>, ProduceStats)> {
     let producer = producer(broker)?;
     let started = Instant::now();
     // A bounded window of records awaiting their acknowledgement: each record's delivery timeout
@@ -83,18 +105,20 @@ pub async fn produce(
     // a long queue, and memory stays flat whatever the count.
     let mut pending = std::collections::VecDeque::new();
     let mut delivered = Vec::new();
-    for record in records {
+    for (key, value, record_headers) in records {
         if pending.len() >= IN_FLIGHT
             && let Some((key, delivery)) = pending.pop_front()
         {
             delivered.push(acknowledged(key, delivery).await?);
         }
         let mut headers = OwnedHeaders::new();
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header { key, value: Some(value.as_bytes()) });
+        for (name, text) in &record_headers {
+            headers = headers.insert(Header { key: name, value: Some(text.as_bytes()) });
         }
-        let mut future_record =
-            FutureRecord::to(topic).key(record.key.as_bytes()).payload(&record.payload).headers(headers);
+        let mut future_record = FutureRecord::<[u8], [u8]>::to(topic).key(key.as_bytes()).headers(headers);
+        if let Some(value) = &value {
+            future_record = future_record.payload(value.as_slice());
+        }
         // A full local queue is back pressure: wait for deliveries, then try the same record again.
         let delivery = loop {
             match producer.send_result(future_record) {
@@ -106,7 +130,7 @@ pub async fn produce(
                 Err((err, _)) => bail!("cannot produce to Kafka topic {topic}: {err}"),
             }
         };
-        pending.push_back((record.key, delivery));
+        pending.push_back((key, delivery));
     }
     for (key, delivery) in pending {
         delivered.push(acknowledged(key, delivery).await?);
@@ -525,53 +549,11 @@ pub async fn read_partition(bootstrap: &str, topic: &str, partition: i32, from: 
 
 /// Every record every partition of `topic` holds now, partition by partition, each in offset order.
 pub async fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<Incoming>> {
-    let admin = admin(bootstrap)?;
-    let count = partitions(&admin, topic).await?.with_context(|| format!("Kafka topic {topic} does not exist"))?;
     let mut all = Vec::new();
-    for partition in 0..count {
-        let (low, _) = watermarks(bootstrap, topic, partition).await?;
+    for (partition, low, _) in topic_watermarks(bootstrap, topic).await? {
         all.extend(read_partition(bootstrap, topic, partition, low).await?);
     }
     Ok(all)
-}
-
-// ---- Added for kafka-2 (CDC into Kafka): records without a value, whole-topic watermarks, and
-// a group that reads to the end. ----
-
-/// Produces `records` to `topic` in the order given, each keyed, a `None` value as a tombstone
-/// (a record with no value: on a compacted topic, the key's deletion), and waits until the broker
-/// has acknowledged each one. Returns where each landed, in the order given.
-pub async fn produce_nullable(
-    broker: &Broker,
-    topic: &str,
-    records: impl IntoIterator<Item = (String, Option<Vec<u8>>)>,
-) -> Result<Vec<Delivered>> {
-    let producer = producer(broker)?;
-    let mut pending = Vec::new();
-    for (key, value) in records {
-        let mut record = FutureRecord::<[u8], [u8]>::to(topic).key(key.as_bytes());
-        if let Some(value) = &value {
-            record = record.payload(value.as_slice());
-        }
-        let delivery = loop {
-            match producer.send_result(record) {
-                Ok(delivery) => break delivery,
-                Err((err, returned)) if is_queue_full(&err) => {
-                    record = returned;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((err, _)) => bail!("cannot produce to Kafka topic {topic}: {err}"),
-            }
-        };
-        pending.push((key, delivery));
-    }
-    let mut delivered = Vec::with_capacity(pending.len());
-    for (key, delivery) in pending {
-        let outcome = delivery.await.context("the producer went away before a delivery report")?;
-        let delivery = outcome.map_err(|(err, _)| anyhow::anyhow!("Kafka refused a record: {err}"))?;
-        delivered.push(Delivered { key, partition: delivery.partition, offset: delivery.offset });
-    }
-    Ok(delivered)
 }
 
 impl Incoming {

@@ -30,10 +30,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The broker's port: `LABS_KAFKA_PORT`, else 9192.
 pub fn port() -> Result<u16> {
-    match std::env::var("LABS_KAFKA_PORT") {
-        Ok(text) => text.parse().with_context(|| format!("LABS_KAFKA_PORT={text} is not a port number")),
-        Err(_) => Ok(DEFAULT_PORT),
-    }
+    emulator::port_from_env("LABS_KAFKA_PORT", DEFAULT_PORT)
 }
 
 /// The bootstrap address clients use for the embedded broker on `port`.
