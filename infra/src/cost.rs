@@ -392,8 +392,23 @@ mod tests {
     }
 
     #[test]
-    fn example_6_stands_without_a_run_through() {
+    fn example_6_two_functions_at_their_own_counts() {
         let e = estimate_of("example-6");
+        assert_close(e.per_hour(), 0.02 + 3.0 * 0.000001);
+        let function = |invocations: f64| invocations * 0.2 / 1e6 + invocations * 0.05 * 0.125 * 0.00001;
+        let run = e.per_hour() * 0.5
+            + 1000.0 * 0.01 / 1e6
+            + 2000.0 / 1e6
+            + 1000.0 * 0.1 / 1e6
+            + function(300.0)
+            + function(30.0);
+        assert_close(e.run_through_total().unwrap(), run);
+    }
+
+    #[test]
+    fn a_stack_without_a_run_through_stands_alone() {
+        let stack = stack::load("example-6").unwrap();
+        let e = estimate(&stack, "p", "test-region", &round_prices(), None);
         assert_close(e.per_hour(), 0.02 + 3.0 * 0.000001);
         assert_eq!(e.run_through_total(), None);
     }
