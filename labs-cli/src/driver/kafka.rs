@@ -162,8 +162,9 @@ pub struct Incoming {
     pub partition: i32,
     pub offset: i64,
     pub key: Option<String>,
+    /// The value; `None` for a record without one (a tombstone).
     #[serde(skip)]
-    pub payload: Vec<u8>,
+    pub payload: Option<Vec<u8>>,
     pub headers: Vec<(String, String)>,
     /// The record's timestamp (the producer's create time), in Unix milliseconds.
     pub timestamp_millis: Option<i64>,
@@ -190,7 +191,7 @@ fn incoming<M: Message>(message: &M) -> Incoming {
         partition: message.partition(),
         offset: message.offset(),
         key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-        payload: message.payload().unwrap_or_default().to_vec(),
+        payload: message.payload().map(<[u8]>::to_vec),
         headers,
         timestamp_millis: message.timestamp().to_millis(),
     }
@@ -557,15 +558,13 @@ pub async fn read_topic(bootstrap: &str, topic: &str) -> Result<Vec<Incoming>> {
 }
 
 impl Incoming {
-    /// The record as log compaction sees it: key, and value or tombstone. The client hands a
-    /// record without a value over as an empty payload, and labs never produces an empty value,
-    /// so an empty payload is read as a tombstone.
+    /// The record as log compaction sees it: key, and value or tombstone.
     pub fn into_log_record(self) -> labs_core::compaction::LogRecord<String, Vec<u8>> {
         labs_core::compaction::LogRecord {
             partition: self.partition,
             offset: self.offset,
             key: self.key.unwrap_or_default(),
-            value: (!self.payload.is_empty()).then_some(self.payload),
+            value: self.payload,
         }
     }
 }
@@ -643,7 +642,7 @@ mod tests {
     use super::*;
 
     fn record(partition: i32, offset: i64) -> Incoming {
-        Incoming { partition, offset, key: None, payload: Vec::new(), headers: Vec::new(), timestamp_millis: None }
+        Incoming { partition, offset, key: None, payload: None, headers: Vec::new(), timestamp_millis: None }
     }
 
     #[test]

@@ -76,7 +76,7 @@ struct RunRecord {
 async fn recorded_runs(bootstrap: &str, topic: &str) -> Result<BTreeMap<u64, RunRecord>> {
     let mut runs = BTreeMap::new();
     for record in kafka::read_topic(bootstrap, topic).await? {
-        let run: RunRecord = serde_json::from_slice(&record.payload)
+        let run: RunRecord = serde_json::from_slice(record.payload.as_deref().unwrap_or_default())
             .with_context(|| format!("{topic} holds a record labs cannot read at offset {}", record.offset))?;
         runs.insert(run.seed, run);
     }
@@ -105,7 +105,7 @@ fn encode(seed: u64, event: &ClickEvent) -> Outgoing {
 }
 
 fn decode(record: &Incoming) -> Option<ClickEvent> {
-    serde_json::from_slice(&record.payload).ok()
+    serde_json::from_slice(record.payload.as_deref()?).ok()
 }
 
 /// The seed and index of an event id (`s<seed>-e<index>`).

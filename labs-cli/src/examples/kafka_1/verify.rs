@@ -220,7 +220,7 @@ mod tests {
                     partition,
                     offset: *offset - 1,
                     key: Some(out.key),
-                    payload: out.payload,
+                    payload: Some(out.payload),
                     headers: out.headers,
                     timestamp_millis: None,
                 }

@@ -31,10 +31,10 @@ pub(super) struct IndexerReport {
 pub(super) fn event_of(messages: &[Incoming]) -> Result<Event> {
     let mut event = Event::default();
     for message in messages {
-        if message.payload.is_empty() {
+        let Some(payload) = &message.payload else {
             bail!("record {}/{} of the change topic has no value", message.partition, message.offset);
-        }
-        let record: EventRecord = serde_json::from_slice(&message.payload).with_context(|| {
+        };
+        let record: EventRecord = serde_json::from_slice(payload).with_context(|| {
             format!("record {}/{} of the change topic is not a stream record", message.partition, message.offset)
         })?;
         event.records.push(record);
@@ -70,15 +70,15 @@ mod tests {
             partition: 0,
             offset: 4,
             key: Some("p-0001".into()),
-            payload: serde_json::to_vec(&record).unwrap(),
+            payload: Some(serde_json::to_vec(&record).unwrap()),
             headers: Vec::new(),
             timestamp_millis: None,
         };
         assert_eq!(event_of(std::slice::from_ref(&good)).unwrap().records, vec![record]);
-        let bad = Incoming { offset: 5, payload: b"{".to_vec(), ..good.clone() };
+        let bad = Incoming { offset: 5, payload: Some(b"{".to_vec()), ..good.clone() };
         let error = event_of(&[good.clone(), bad]).unwrap_err().to_string();
         assert_eq!(error, "record 0/5 of the change topic is not a stream record");
-        let tombstone = Incoming { partition: 2, offset: 7, payload: Vec::new(), ..good };
+        let tombstone = Incoming { partition: 2, offset: 7, payload: None, ..good };
         assert_eq!(event_of(&[tombstone]).unwrap_err().to_string(), "record 2/7 of the change topic has no value");
     }
 }
