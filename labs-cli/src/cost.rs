@@ -98,7 +98,7 @@ mod tests {
         let rows: Vec<Vec<&str>> = section
             .lines()
             .take_while(|l| !l.starts_with("## "))
-            .filter(|l| l.starts_with("| example-"))
+            .filter(|l| l.starts_with("| example-") || l.starts_with("| kafka-"))
             .map(|l| l.trim_matches('|').split('|').map(str::trim).collect())
             .collect();
         assert_eq!(rows.len(), runs.len(), "one row per example with a run-through");

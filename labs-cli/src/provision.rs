@@ -59,6 +59,12 @@ pub async fn up_stack(target: &Target, declared: &stack::Stack, dry_run: bool, o
     let estimate = cost::estimate(target, declared)?;
     if dry_run || target.kind.is_aws() {
         cost::show(target, &estimate, out);
+        if !declared.kafka_topics.is_empty() {
+            out.say(
+                "Its Kafka topics live on the Kafka broker labs talks to (the embedded one, or --kafka-bootstrap's), \
+                 not in this AWS estimate; on Amazon MSK the brokers cost by the hour whatever the topics hold.",
+            );
+        }
     }
     if dry_run {
         out.json(&PlanWithCost { plan: &plan, estimate: &estimate })?;

@@ -95,7 +95,8 @@ pub fn decide(spec: &KafkaTopicSpec, existing: Option<&Existing>) -> Action {
 }
 
 fn settings(spec: &KafkaTopicSpec) -> String {
-    let mut words = vec![format!("{} partitions", spec.partitions)];
+    let noun = if spec.partitions == 1 { "partition" } else { "partitions" };
+    let mut words = vec![format!("{} {noun}", spec.partitions)];
     words.extend(spec.config.iter().map(|(k, v)| format!("{k}={v}")));
     words.join(", ")
 }
