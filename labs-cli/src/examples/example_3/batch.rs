@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use labs_core::search_index::{self, IndexEntry, Product};
 use serde::{Deserialize, Serialize};
 
-use super::{CATCH_UP, IndexRow, Settings, Snapshot, Tables, count_kinds, wait_for_index, write_ops};
+use super::{CATCH_UP, IndexRow, Settings, Snapshot, Tables, count_kinds, inputs, wait_for_index, write_ops};
 use crate::driver::dynamodb as db;
 use crate::driver::table_stream::{self, Change, Tips};
 use crate::output::Output;
@@ -220,7 +220,9 @@ pub(super) async fn run_batch_vs_stream(
         ],
     );
 
-    out.say("5. The next batch run catches up, all at once, and is stale again from the next write on.");
+    show_one_input_of_each(target, &now.products, &first, &first_tips, out).await?;
+
+    out.say("6. The next batch run catches up, all at once, and is stale again from the next write on.");
     let (second, _) = batch_job(target, tables, Some((&first_tips, stale_rows, cdc_lag_ms))).await?;
     let (rerun_index, _) = read_batch(target, tables).await?;
     let after_rerun = search_index::diff_index(&Snapshot::read(target, tables).await?.expected(), &rerun_index);
@@ -249,6 +251,31 @@ pub(super) async fn run_batch_vs_stream(
     if rerun_behind != 0 {
         bail!("the second batch run is {rerun_behind} rows behind the table it just scanned");
     }
+    Ok(())
+}
+
+/// Step 5: one record each path read, side by side (a row of the first scan, a change after it).
+async fn show_one_input_of_each(
+    target: &Target,
+    now: &BTreeMap<String, Product>,
+    scan: &BatchSnapshot,
+    scan_tips: &Tips,
+    out: Output,
+) -> Result<()> {
+    let client = &target.clients.dynamodb_streams;
+    let whole_log = table_stream::read_records(client, &scan.stream_arn, &Tips::new()).await?;
+    let since_scan = table_stream::read_records(client, &scan.stream_arn, scan_tips).await?;
+    let Some(event) = inputs::pick_event(&since_scan) else { return Ok(()) };
+    let key = inputs::key_of(&event.1).unwrap_or_default();
+    let at_scan = as_of(now, table_stream::after(&changes(target, &scan.stream_arn).await?, scan_tips));
+    let counts = inputs::changes_per_key(&whole_log);
+    // The table as of the scan is what the scan read.
+    let rows = inputs::compare(at_scan.get(key), at_scan.len(), event, counts.get(key).copied().unwrap_or(1));
+    out.table(
+        "5. What each path read: one input record of each, for the same product",
+        &["", "batch job: a row of its scan", "CDC: an event of the change log"],
+        rows.into_iter().map(Vec::from),
+    );
     Ok(())
 }
 

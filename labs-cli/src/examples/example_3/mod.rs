@@ -8,6 +8,7 @@
 mod backfill;
 mod batch;
 mod bench;
+mod inputs;
 mod poison;
 mod verify;
 mod workload;
