@@ -12,11 +12,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use labs_core::search_index::IndexEntry;
+use labs_core::search_index::{MAX_TERM_LEN, Term};
 use serde::Serialize;
 
-use crate::plan::{BatchPlan, PlannedChange, is_after};
-use crate::store::{BatchStats, Checkpoint, CheckpointCommit, IndexItem, IndexStore, StoreError};
+use crate::plan::{BatchPlanRef, PlannedChangeRef, is_after};
+use crate::store::{BatchStats, Checkpoint, CheckpointCommit, IndexKey, IndexRow, IndexStore, RowTerm, StoreError};
 
 /// What one invocation did. The counters satisfy
 /// `records == applied + stale_skipped + collapsed` and `applied <= products`.
@@ -55,14 +55,14 @@ impl BatchReport {
 }
 
 /// A change that is newer than its checkpoint, with the index rows it needs.
-struct Pending<'a> {
-    change: &'a PlannedChange,
+struct Pending<'p, 'a> {
+    change: &'p PlannedChangeRef<'a>,
     /// Superseded records of this product at or below the checkpoint.
     stale_superseded: u64,
 }
 
 /// Applies `plan` to `store` and adds the batch's counters to the `#stats` item.
-pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<BatchReport, StoreError> {
+pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlanRef<'_>) -> Result<BatchReport, StoreError> {
     let mut report = BatchReport {
         records: plan.records,
         products: plan.changes.len() as u64,
@@ -71,19 +71,19 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
         removes: plan.removes,
         ..Default::default()
     };
-    let ids: Vec<String> = plan.changes.iter().map(|c| c.product_id.clone()).collect();
+    let ids: Vec<&str> = plan.changes.iter().map(|c| c.product_id).collect();
     let checkpoints = if ids.is_empty() { HashMap::new() } else { store.get_checkpoints(&ids).await? };
 
     // Sized up front: growing vectors of a large batch's rows step by step copies them repeatedly.
     let mut pending = Vec::with_capacity(plan.changes.len());
     let mut puts = Vec::with_capacity(plan.changes.iter().map(|c| c.desired().len()).sum());
-    let mut deletes = Vec::new();
+    let mut deletes = Vec::with_capacity(plan.changes.iter().map(|c| c.undesired_terms.len()).sum());
     let mut commits = Vec::with_capacity(plan.changes.len());
     for change in &plan.changes {
-        let checkpoint = checkpoints.get(&change.product_id);
+        let checkpoint = checkpoints.get(change.product_id);
         let records = 1 + change.superseded.len() as u64;
         if let Some(cp) = checkpoint
-            && !is_after(&change.sequence_number, &cp.seq)
+            && !is_after(change.sequence_number, &cp.seq)
         {
             // A redelivery, or a change older than one already applied: it must not win.
             report.stale_skipped += records;
@@ -91,22 +91,15 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
         }
         let stale_superseded =
             checkpoint.map_or(0, |cp| change.superseded.iter().filter(|seq| !is_after(seq, &cp.seq)).count() as u64);
+        let (product_id, seq) = (change.product_id, change.sequence_number);
         let desired = change.desired();
-        for term in desired {
-            puts.push(IndexItem {
-                term: term.clone(),
-                product_id: change.product_id.clone(),
-                seq: change.sequence_number.clone(),
-            });
-        }
-        for term in maybe_indexed(change, checkpoint).filter(|t| !desired.contains(*t)) {
-            deletes.push((term.clone(), change.product_id.clone()));
-        }
+        puts.extend(desired.iter().map(|&term| IndexRow { term: RowTerm::Text(term), product_id, seq }));
+        deletes.extend(maybe_indexed(change, checkpoint).map(|term| IndexKey { term, product_id }));
         commits.push(CheckpointCommit {
             checkpoint: Checkpoint {
-                product_id: change.product_id.clone(),
-                seq: change.sequence_number.clone(),
-                terms: desired.iter().cloned().collect(),
+                product_id: product_id.to_owned(),
+                seq: seq.to_owned(),
+                terms: desired.iter().map(Term::to_lowercase).collect(),
                 deleted: change.is_delete(),
             },
             expected_seq: checkpoint.map(|cp| cp.seq.clone()),
@@ -117,7 +110,7 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
     report.index_puts += puts.len() as u64;
     report.index_deletes += deletes.len() as u64;
     if !puts.is_empty() || !deletes.is_empty() {
-        store.write_index(puts, deletes).await?;
+        store.write_index(&puts, &deletes).await?;
     }
 
     let written = if commits.is_empty() { Vec::new() } else { store.commit_checkpoints(commits).await? };
@@ -142,17 +135,21 @@ pub async fn apply_plan<S: IndexStore>(store: &S, plan: &BatchPlan) -> Result<Ba
     Ok(report)
 }
 
-/// What may be indexed for `change`'s product now, each term once: any term of this batch's
-/// images (covers a backfilled index with no checkpoint, and crashed earlier attempts), and the
-/// terms its checkpoint recorded.
-fn maybe_indexed<'a>(
-    change: &'a PlannedChange,
+/// What may be indexed for `change`'s product now but is not desired, each term once: any other
+/// term of this batch's images (covers a backfilled index with no checkpoint, and crashed earlier
+/// attempts), and the terms its checkpoint recorded.
+fn maybe_indexed<'p, 'a>(
+    change: &'p PlannedChangeRef<'a>,
     checkpoint: Option<&'a Checkpoint>,
-) -> impl Iterator<Item = &'a String> {
+) -> impl Iterator<Item = RowTerm<'a>> + 'p {
     // Usually there is no checkpoint, or it adds few terms: collect only those it adds.
-    let recorded: BTreeSet<&String> =
-        checkpoint.iter().flat_map(|cp| &cp.terms).filter(|t| !change.seen_terms.contains(*t)).collect();
-    change.seen_terms.iter().chain(recorded)
+    let known = |term: &str| {
+        let found = |terms: &[Term]| terms.binary_search_by(|t| t.cmp_term(term)).is_ok();
+        found(change.desired()) || found(&change.undesired_terms)
+    };
+    let recorded: BTreeSet<&str> =
+        checkpoint.iter().flat_map(|cp| &cp.terms).map(String::as_str).filter(|t| !known(t)).collect();
+    change.undesired_terms.iter().map(|&term| RowTerm::Text(term)).chain(recorded.into_iter().map(RowTerm::Recorded))
 }
 
 /// Another writer committed a checkpoint for these products between our read and our commit, and
@@ -161,36 +158,39 @@ fn maybe_indexed<'a>(
 /// our change (it vanished, say), fail: the retried batch starts over from a fresh read.
 async fn repair_lost_races<S: IndexStore>(
     store: &S,
-    lost: &[&Pending<'_>],
+    lost: &[&Pending<'_, '_>],
     report: &mut BatchReport,
 ) -> Result<(), StoreError> {
-    let ids: Vec<String> = lost.iter().map(|p| p.change.product_id.clone()).collect();
+    let ids: Vec<&str> = lost.iter().map(|p| p.change.product_id).collect();
     let winners = store.get_checkpoints(&ids).await?;
     let mut puts = Vec::new();
-    let mut deletes: Vec<IndexEntry> = Vec::new();
+    let mut deletes = Vec::new();
     for p in lost {
-        let id = &p.change.product_id;
-        let winner = match winners.get(id) {
-            Some(w) if is_after(&w.seq, &p.change.sequence_number) => w,
+        let product_id = p.change.product_id;
+        let winner = match winners.get(product_id) {
+            Some(w) if is_after(&w.seq, p.change.sequence_number) => w,
             _ => {
                 return Err(StoreError::Other(format!(
-                    "checkpoint of {id} changed during the batch but is not newer than change {}",
+                    "checkpoint of {product_id} changed during the batch but is not newer than change {}",
                     p.change.sequence_number
                 )));
             }
         };
-        let winner_terms: BTreeSet<&String> = winner.terms.iter().collect();
-        for term in &winner.terms {
-            puts.push(IndexItem { term: term.clone(), product_id: id.clone(), seq: winner.seq.clone() });
-        }
-        for term in p.change.desired().iter().filter(|t| !winner_terms.contains(t)) {
-            deletes.push((term.clone(), id.clone()));
+        let winner_terms: BTreeSet<&str> = winner.terms.iter().map(String::as_str).collect();
+        puts.extend(winner.terms.iter().map(|term| IndexRow {
+            term: RowTerm::Recorded(term),
+            product_id,
+            seq: &winner.seq,
+        }));
+        let mut buffer = [0u8; MAX_TERM_LEN];
+        for &term in p.change.desired().iter().filter(|t| !winner_terms.contains(t.lowercase(&mut buffer))) {
+            deletes.push(IndexKey { term: RowTerm::Text(term), product_id });
         }
     }
     report.index_puts += puts.len() as u64;
     report.index_deletes += deletes.len() as u64;
     if !puts.is_empty() || !deletes.is_empty() {
-        store.write_index(puts, deletes).await?;
+        store.write_index(&puts, &deletes).await?;
     }
     Ok(())
 }

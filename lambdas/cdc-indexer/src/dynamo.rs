@@ -18,11 +18,12 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest, TransactWriteItem, WriteRequest,
 };
-use labs_core::search_index::IndexEntry;
 use tokio::task::JoinSet;
 
 use crate::plan::STATS_ID;
-use crate::store::{BatchStats, Checkpoint, CheckpointCommit, IndexItem, IndexStore, StoreError, check_backfill};
+use crate::store::{
+    BatchStats, Checkpoint, CheckpointCommit, IndexItem, IndexKey, IndexRow, IndexStore, StoreError, check_backfill,
+};
 
 /// BatchWriteItem takes at most 25 requests, BatchGetItem at most 100 keys.
 const WRITE_BATCH: usize = 25;
@@ -182,10 +183,13 @@ impl DynamoStore {
 }
 
 impl IndexStore for DynamoStore {
-    async fn get_checkpoints(&self, product_ids: &[String]) -> Result<HashMap<String, Checkpoint>, StoreError> {
+    async fn get_checkpoints<I: AsRef<str> + Sync>(
+        &self,
+        product_ids: &[I],
+    ) -> Result<HashMap<String, Checkpoint>, StoreError> {
         let chunks: Vec<Vec<HashMap<String, AttributeValue>>> = product_ids
             .chunks(GET_BATCH)
-            .map(|chunk| chunk.iter().map(|id| HashMap::from([("product_id".to_owned(), s(id))])).collect())
+            .map(|chunk| chunk.iter().map(|id| HashMap::from([("product_id".to_owned(), s(id.as_ref()))])).collect())
             .collect();
         let results =
             run_bounded(chunks, |keys| batch_get(self.client.clone(), self.checkpoint_table.clone(), keys)).await?;
@@ -197,18 +201,23 @@ impl IndexStore for DynamoStore {
         Ok(checkpoints)
     }
 
-    async fn write_index(&self, puts: Vec<IndexItem>, deletes: Vec<IndexEntry>) -> Result<(), StoreError> {
+    async fn write_index(&self, puts: &[IndexRow<'_>], deletes: &[IndexKey<'_>]) -> Result<(), StoreError> {
         let mut requests = Vec::with_capacity(puts.len() + deletes.len());
-        for item in &puts {
-            let item = serde_dynamo::to_item(item).map_err(|e| decode_error("BatchWriteItem", e))?;
+        for row in puts {
+            // The shape `serde_dynamo::to_item` gives an `IndexItem`.
+            let item = HashMap::from([
+                ("term".to_owned(), AttributeValue::S(row.term.to_owned_term())),
+                ("product_id".to_owned(), s(row.product_id)),
+                ("seq".to_owned(), s(row.seq)),
+            ]);
             let put =
                 PutRequest::builder().set_item(Some(item)).build().map_err(|e| dynamo_error("BatchWriteItem", e))?;
             requests.push(WriteRequest::builder().put_request(put).build());
         }
-        for (term, product_id) in deletes {
+        for key in deletes {
             let delete = DeleteRequest::builder()
-                .key("term", AttributeValue::S(term))
-                .key("product_id", AttributeValue::S(product_id))
+                .key("term", AttributeValue::S(key.term.to_owned_term()))
+                .key("product_id", s(key.product_id))
                 .build()
                 .map_err(|e| dynamo_error("BatchWriteItem", e))?;
             requests.push(WriteRequest::builder().delete_request(delete).build());

@@ -6,7 +6,8 @@
 //! the stream sequence number, which DynamoDB assigns (it orders writes from any client, and
 //! delete-then-recreate), recorded per product in a checkpoint table:
 //!
-//! 1. [`plan_batch`] (pure) decodes the records and keeps each product's last change.
+//! 1. [`plan_batch`] (pure) decodes the records and keeps each product's last change (the
+//!    handler plans with [`decode_batch`] and [`plan_decoded`], borrowing from the records).
 //! 2. [`apply_plan`] skips changes at or below the product's checkpoint, writes the index rows
 //!    (idempotent puts and deletes), then writes the checkpoint conditionally.
 //!
@@ -27,8 +28,11 @@ pub use apply::{BatchReport, apply_plan};
 pub use aws_lambda_events::event::dynamodb::Event;
 pub use backfill::{BackfillReport, backfill_products};
 pub use dynamo::DynamoStore;
-pub use plan::{BatchPlan, ChangeKind, DecodeError, DecodeProblem, PlannedChange, STATS_ID, plan_batch};
-pub use store::{BatchStats, Checkpoint, IndexItem, IndexStore, MemoryStore, StoreError};
+pub use plan::{
+    BatchPlan, BatchPlanRef, ChangeKind, DecodeError, DecodeProblem, PlannedChange, PlannedChangeRef, STATS_ID,
+    decode_batch, plan_batch, plan_decoded,
+};
+pub use store::{BatchStats, Checkpoint, IndexItem, IndexKey, IndexRow, IndexStore, MemoryStore, RowTerm, StoreError};
 pub use synthetic::synthetic_batch;
 
 use lambda_runtime::{Error, LambdaEvent};
@@ -41,8 +45,8 @@ pub const CHECKPOINT_TABLE_ENV: &str = "CHECKPOINT_TABLE";
 /// Indexes one batch of stream records into `store`. An undecodable record fails the whole batch
 /// with a one-line message naming it; nothing is written then.
 pub async fn process_event<S: IndexStore>(store: &S, event: &Event) -> Result<BatchReport, Error> {
-    let plan = plan_batch(event).inspect_err(|e| tracing::error!("rejecting the batch: {e}"))?;
-    let report = apply_plan(store, &plan).await?;
+    let decoded = decode_batch(event).inspect_err(|e| tracing::error!("rejecting the batch: {e}"))?;
+    let report = apply_plan(store, &plan_decoded(&decoded)).await?;
     tracing::info!(
         records = report.records,
         products = report.products,

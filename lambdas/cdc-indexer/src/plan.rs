@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeSet;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use labs_core::search_index::{Product, add_terms};
+use labs_core::search_index::{Product, Term, text_terms};
 use labs_core::sequence;
 use serde::Serialize;
 use serde_dynamo::{AttributeValue, Item};
@@ -90,13 +90,12 @@ pub struct ImageText<'a> {
     pub description: Option<Cow<'a, str>>,
 }
 
-impl ImageText<'_> {
-    /// Adds the terms of this text to `into`, as `labs_core::search_index::add_product_terms`
-    /// does for a product.
-    fn add_terms(&self, into: &mut BTreeSet<String>) {
-        add_terms(&self.name, into);
+impl<'a> ImageText<'a> {
+    /// Pushes the terms of this text (repeats included) onto `into`, borrowed from the text.
+    fn push_terms<'t>(&'t self, into: &mut Vec<Term<'t>>) {
+        into.extend(text_terms(&self.name));
         if let Some(description) = &self.description {
-            add_terms(description, into);
+            into.extend(text_terms(description));
         }
     }
 }
@@ -254,15 +253,110 @@ pub struct BatchPlan {
     pub superseded: u64,
 }
 
+/// [`PlannedChange`] as the handler works with it: borrowed from the batch's records, its term
+/// sets sorted vectors of [`Term`]s. Building the owned plan's strings and trees took most of the
+/// handler's time on a large batch (they are copied once more into the store's rows anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedChangeRef<'a> {
+    pub product_id: &'a str,
+    pub sequence_number: &'a str,
+    pub kind: ChangeKind,
+    /// Terms the product should be indexed under afterwards, sorted, distinct; `None` when it was
+    /// removed.
+    pub desired_terms: Option<Vec<Term<'a>>>,
+    /// The other terms of the product's images in this batch (see
+    /// [`PlannedChange::seen_terms`]), sorted, distinct: to delete.
+    pub undesired_terms: Vec<Term<'a>>,
+    /// Sequence numbers of the product's earlier changes in this batch, superseded by this one.
+    pub superseded: Vec<&'a str>,
+}
+
+impl<'a> PlannedChangeRef<'a> {
+    pub fn is_delete(&self) -> bool {
+        self.desired_terms.is_none()
+    }
+
+    /// The terms the product should be indexed under afterwards (none when it was removed).
+    pub fn desired(&self) -> &[Term<'a>] {
+        self.desired_terms.as_deref().unwrap_or_default()
+    }
+
+    /// Whether `term` is desired.
+    pub fn desires(&self, term: &Term<'_>) -> bool {
+        self.desired().binary_search(term).is_ok()
+    }
+
+    /// The owned [`PlannedChange`].
+    pub fn to_owned_change(&self) -> PlannedChange {
+        let owned = |terms: &[Term]| terms.iter().map(Term::to_lowercase).collect::<BTreeSet<_>>();
+        let mut seen_terms = owned(&self.undesired_terms);
+        seen_terms.extend(owned(self.desired()));
+        PlannedChange {
+            product_id: self.product_id.to_owned(),
+            sequence_number: self.sequence_number.to_owned(),
+            kind: self.kind,
+            desired_terms: self.desired_terms.as_deref().map(owned),
+            seen_terms,
+            superseded: self.superseded.iter().map(|seq| (*seq).to_owned()).collect(),
+        }
+    }
+}
+
+/// [`BatchPlan`] borrowed from the batch (see [`PlannedChangeRef`]): what the handler applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchPlanRef<'a> {
+    pub changes: Vec<PlannedChangeRef<'a>>,
+    pub records: u64,
+    pub inserts: u64,
+    pub modifies: u64,
+    pub removes: u64,
+    pub superseded: u64,
+}
+
+impl BatchPlanRef<'_> {
+    fn count(&mut self, kind: ChangeKind) {
+        self.records += 1;
+        match kind {
+            ChangeKind::Insert => self.inserts += 1,
+            ChangeKind::Modify => self.modifies += 1,
+            ChangeKind::Remove => self.removes += 1,
+        }
+    }
+
+    /// The owned [`BatchPlan`].
+    pub fn to_owned_plan(&self) -> BatchPlan {
+        BatchPlan {
+            changes: self.changes.iter().map(PlannedChangeRef::to_owned_change).collect(),
+            records: self.records,
+            inserts: self.inserts,
+            modifies: self.modifies,
+            removes: self.removes,
+            superseded: self.superseded,
+        }
+    }
+}
+
 /// Decodes every record of `event` and keeps, per product, its last change (by sequence number,
 /// compared numerically). Fails on the first record that cannot be decoded.
 pub fn plan_batch(event: &Event) -> Result<BatchPlan, DecodeError> {
-    let mut plan = BatchPlan::default();
+    let decoded = decode_batch(event)?;
+    Ok(plan_decoded(&decoded).to_owned_plan())
+}
+
+/// Decodes every record of `event`, in order. Fails on the first record that cannot be decoded.
+pub fn decode_batch(event: &Event) -> Result<Vec<DecodedChange<'_>>, DecodeError> {
     let mut decoded = Vec::with_capacity(event.records.len());
     for (index, record) in event.records.iter().enumerate() {
-        let change = decode_record(index, record)?;
+        decoded.push(decode_record(index, record)?);
+    }
+    Ok(decoded)
+}
+
+/// [`plan_batch`] on decoded records, borrowing from them.
+pub fn plan_decoded<'a>(decoded: &'a [DecodedChange<'a>]) -> BatchPlanRef<'a> {
+    let mut plan = BatchPlanRef::default();
+    for change in decoded {
         plan.count(change.kind);
-        decoded.push(change);
     }
     // One sort groups the changes by product (in id order, as `changes` must be) and orders each
     // product's by sequence number, compared numerically. Stable: of two records with the same
@@ -272,59 +366,64 @@ pub fn plan_batch(event: &Event) -> Result<BatchPlan, DecodeError> {
     changes.sort_by(|a, b| {
         a.product_id.cmp(b.product_id).then_with(|| sequence::compare(a.sequence_number, b.sequence_number))
     });
-    plan.changes = changes.chunk_by(|a, b| a.product_id == b.product_id).map(plan_product).collect();
+    // Terms are gathered in one buffer, and each set copied out of it at its final size.
+    let mut scratch = Vec::new();
+    plan.changes =
+        changes.chunk_by(|a, b| a.product_id == b.product_id).map(|c| plan_product(c, &mut scratch)).collect();
     plan.superseded = plan.changes.iter().map(|c| c.superseded.len() as u64).sum();
-    Ok(plan)
-}
-
-impl BatchPlan {
-    fn count(&mut self, kind: ChangeKind) {
-        self.records += 1;
-        match kind {
-            ChangeKind::Insert => self.inserts += 1,
-            ChangeKind::Modify => self.modifies += 1,
-            ChangeKind::Remove => self.removes += 1,
-        }
-    }
+    plan
 }
 
 /// Reduces one product's changes in a batch (at least one, in sequence-number order) to the last
-/// of them.
-fn plan_product(changes: &[&DecodedChange<'_>]) -> PlannedChange {
+/// of them. `scratch` is a buffer to gather terms in.
+fn plan_product<'a>(changes: &[&'a DecodedChange<'a>], scratch: &mut Vec<Term<'a>>) -> PlannedChangeRef<'a> {
     let (last, earlier) = changes.split_last().expect("every product has at least one change");
     let desired_terms = last.new_image.as_ref().map(|image| {
-        let mut terms = BTreeSet::new();
-        image.add_terms(&mut terms);
-        terms
+        scratch.clear();
+        image.push_terms(scratch);
+        sort_distinct(scratch);
+        scratch.to_vec()
     });
-    // Every image but the last change's new one, whose terms are the desired ones, already in.
+    // Every image but the last change's new one, whose terms are the desired ones.
     let images = earlier.iter().flat_map(|c| c.old_image.iter().chain(&c.new_image)).chain(&last.old_image);
-    PlannedChange {
-        product_id: last.product_id.to_owned(),
-        seen_terms: terms_of_images(desired_terms.clone().unwrap_or_default(), images),
-        sequence_number: last.sequence_number.to_owned(),
+    scratch.clear();
+    push_terms_of_images(images, scratch);
+    sort_distinct(scratch);
+    if let Some(desired) = &desired_terms {
+        // Both sorted: one walk through the desired terms finds those to drop.
+        let mut desired = desired.iter().peekable();
+        scratch.retain(|term| {
+            while desired.next_if(|d| *d < term).is_some() {}
+            desired.peek() != Some(&term)
+        });
+    }
+    PlannedChangeRef {
+        product_id: last.product_id,
+        sequence_number: last.sequence_number,
         kind: last.kind,
         desired_terms,
-        superseded: earlier.iter().map(|c| c.sequence_number.to_owned()).collect(),
+        undesired_terms: scratch.to_vec(),
+        superseded: earlier.iter().map(|c| c.sequence_number).collect(),
     }
 }
 
-/// Adds the terms of `images` (a product's images in stream order) to `terms`.
-fn terms_of_images<'a>(
-    mut terms: BTreeSet<String>,
-    images: impl Iterator<Item = &'a ImageText<'a>>,
-) -> BTreeSet<String> {
+fn sort_distinct(terms: &mut Vec<Term<'_>>) {
+    terms.sort_unstable();
+    terms.dedup();
+}
+
+/// Pushes the terms of `images` (a product's images in stream order) onto `terms`.
+fn push_terms_of_images<'a>(images: impl Iterator<Item = &'a ImageText<'a>>, terms: &mut Vec<Term<'a>>) {
     // Most images repeat the text of the one before: a change's old image is the previous
-    // change's new image, and many changes touch only the price. Tokenizing allocates, so a text
-    // is tokenized only when it differs from the previous image's.
+    // change's new image, and many changes touch only the price. So a text is tokenized only when
+    // it differs from the previous image's.
     let mut previous: Option<&ImageText> = None;
     for image in images {
         if previous != Some(image) {
-            image.add_terms(&mut terms);
+            image.push_terms(terms);
         }
         previous = Some(image);
     }
-    terms
 }
 
 /// Whether sequence number `a` is strictly after `b`.
@@ -410,6 +509,23 @@ mod tests {
         }
         item.remove("id");
         assert_eq!(product_from_item(&item), None);
+    }
+
+    #[test]
+    fn the_borrowed_plan_keeps_terms_as_written_each_once() {
+        let (a1, a2) = (product("a", "Red hat, RED hat"), product("a", "red Cap"));
+        let batch = event(vec![stream_record("1", None, Some(&a1)), stream_record("2", Some(&a1), Some(&a2))]);
+        let decoded = decode_batch(&batch).unwrap();
+        let plan = plan_decoded(&decoded);
+        let change = &plan.changes[0];
+        fn written<'a>(terms: &[Term<'a>]) -> Vec<&'a str> {
+            terms.iter().map(|t| t.as_written()).collect()
+        }
+        assert_eq!(written(change.desired()), ["Cap", "red"]);
+        assert_eq!(written(&change.undesired_terms), ["hat"]);
+        assert_eq!(change.superseded, ["1"]);
+        assert_eq!(plan.to_owned_plan(), plan_batch(&batch).unwrap());
+        assert_eq!(plan.to_owned_plan().changes[0].seen_terms, words(&["cap", "hat", "red"]));
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! Where the index and the checkpoints live: the trait the apply step needs, its item shapes, and
 //! an in-memory implementation for tests and for handler-only benchmarks.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Mutex;
 
-use labs_core::search_index::IndexEntry;
+use labs_core::search_index::{IndexEntry, MAX_TERM_LEN, Term};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -24,6 +26,50 @@ pub struct IndexItem {
 impl IndexItem {
     pub fn entry(&self) -> IndexEntry {
         (self.term.clone(), self.product_id.clone())
+    }
+}
+
+/// An index row to put, borrowed from the plan: its term, the product id, and the sequence number
+/// of the change that writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexRow<'a> {
+    pub term: RowTerm<'a>,
+    pub product_id: &'a str,
+    pub seq: &'a str,
+}
+
+/// The key of an index row to delete, borrowed like [`IndexRow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexKey<'a> {
+    pub term: RowTerm<'a>,
+    pub product_id: &'a str,
+}
+
+/// The term of an index row: as a product's text has it (the term is its lowercase), or as a
+/// checkpoint recorded it (taken as it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowTerm<'a> {
+    Text(Term<'a>),
+    Recorded(&'a str),
+}
+
+impl<'a> RowTerm<'a> {
+    /// The term, lowercased into `buffer` if need be.
+    pub fn as_str<'b>(&self, buffer: &'b mut [u8; MAX_TERM_LEN]) -> &'b str
+    where
+        'a: 'b,
+    {
+        match self {
+            RowTerm::Text(term) => term.lowercase(buffer),
+            RowTerm::Recorded(term) => term,
+        }
+    }
+
+    pub fn to_owned_term(&self) -> String {
+        match self {
+            RowTerm::Text(term) => term.to_lowercase(),
+            RowTerm::Recorded(term) => (*term).to_owned(),
+        }
     }
 }
 
@@ -141,17 +187,17 @@ pub fn check_backfill(checkpoint: &Checkpoint, rows: &[IndexItem]) -> Result<(),
 pub trait IndexStore {
     /// Strongly consistent reads of the checkpoints of `product_ids` (distinct). Absent ones are
     /// left out of the map.
-    fn get_checkpoints(
+    fn get_checkpoints<I: AsRef<str> + Sync>(
         &self,
-        product_ids: &[String],
+        product_ids: &[I],
     ) -> impl Future<Output = Result<HashMap<String, Checkpoint>, StoreError>> + Send;
 
-    /// Puts and deletes index rows. No key appears twice across `puts` and `deletes`. Owned, so
-    /// that a store keeping or sending the rows moves their strings instead of copying them.
+    /// Puts and deletes index rows. No key appears twice across `puts` and `deletes`. Borrowed:
+    /// a store copies only what it keeps or sends (a large batch's rows by the hundred thousand).
     fn write_index(
         &self,
-        puts: Vec<IndexItem>,
-        deletes: Vec<IndexEntry>,
+        puts: &[IndexRow<'_>],
+        deletes: &[IndexKey<'_>],
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Writes each checkpoint if its condition holds. Returns, per commit and in order, whether
@@ -175,6 +221,45 @@ pub trait IndexStore {
         rows: &[IndexItem],
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }
+
+/// An index entry `(term, product_id)`, owned or borrowed, so that [`MemoryState::index`] (keyed
+/// by owned pairs) can be searched with borrowed ones, without copying them into a key first.
+trait EntryKey {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl EntryKey for IndexEntry {
+    fn parts(&self) -> (&str, &str) {
+        (&self.0, &self.1)
+    }
+}
+
+impl EntryKey for (&str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn EntryKey + 'a> for IndexEntry {
+    fn borrow(&self) -> &(dyn EntryKey + 'a) {
+        self
+    }
+}
+
+// Hashed and compared as the pair of strings is, as `Borrow` requires.
+impl Hash for dyn EntryKey + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn EntryKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn EntryKey + '_ {}
 
 type Hook = Box<dyn FnOnce(&mut MemoryState) + Send>;
 type AsyncHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
@@ -286,20 +371,35 @@ impl MemoryStore {
 }
 
 impl IndexStore for MemoryStore {
-    async fn get_checkpoints(&self, product_ids: &[String]) -> Result<HashMap<String, Checkpoint>, StoreError> {
+    async fn get_checkpoints<I: AsRef<str> + Sync>(
+        &self,
+        product_ids: &[I],
+    ) -> Result<HashMap<String, Checkpoint>, StoreError> {
         let state = self.state();
-        Ok(product_ids.iter().filter_map(|id| state.checkpoints.get(id).map(|cp| (id.clone(), cp.clone()))).collect())
+        Ok(product_ids
+            .iter()
+            .filter_map(|id| state.checkpoints.get(id.as_ref()).map(|cp| (id.as_ref().to_owned(), cp.clone())))
+            .collect())
     }
 
-    async fn write_index(&self, puts: Vec<IndexItem>, deletes: Vec<IndexEntry>) -> Result<(), StoreError> {
+    async fn write_index(&self, puts: &[IndexRow<'_>], deletes: &[IndexKey<'_>]) -> Result<(), StoreError> {
         let mut state = self.state();
         state.index_writes += 1;
         state.index.reserve(puts.len());
-        for IndexItem { term, product_id, seq } in puts {
-            state.index.insert((term, product_id), seq);
+        let mut buffer = [0u8; MAX_TERM_LEN];
+        for row in puts {
+            let term = row.term.as_str(&mut buffer);
+            // A row already there keeps its strings; only a new one allocates its own.
+            match state.index.get_mut(&(term, row.product_id) as &dyn EntryKey) {
+                Some(seq) => row.seq.clone_into(seq),
+                None => {
+                    state.index.insert((term.to_owned(), row.product_id.to_owned()), row.seq.to_owned());
+                }
+            }
         }
-        for entry in &deletes {
-            state.index.remove(entry);
+        for key in deletes {
+            let term = key.term.as_str(&mut buffer);
+            state.index.remove(&(term, key.product_id) as &dyn EntryKey);
         }
         Ok(())
     }
@@ -344,5 +444,41 @@ impl IndexStore for MemoryStore {
             hook().await;
         }
         self.state().backfill_product(checkpoint, rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use labs_core::search_index::text_terms;
+
+    use super::*;
+
+    fn run<T>(future: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(future)
+    }
+
+    fn entry(term: &str, product_id: &str) -> IndexEntry {
+        (term.to_owned(), product_id.to_owned())
+    }
+
+    #[test]
+    fn borrowed_rows_find_the_owned_ones() {
+        let store = MemoryStore::with_index([entry("Hat", "p-1"), entry("cap", "p-1")]);
+        let text = "Hat cap";
+        let terms: Vec<Term> = text_terms(text).collect();
+        let (hat, cap) = (RowTerm::Text(terms[0]), RowTerm::Text(terms[1]));
+        let put = |term, seq| IndexRow { term, product_id: "p-1", seq };
+        run(store.write_index(&[put(hat, "5"), put(cap, "6")], &[])).unwrap();
+        let index = store.snapshot().index;
+        // "Hat" in a text is the term "hat": a new row; the foreign row "Hat" is another key.
+        assert_eq!(index.len(), 3);
+        assert_eq!(index.get(&entry("hat", "p-1")).map(String::as_str), Some("5"));
+        assert_eq!(index.get(&entry("cap", "p-1")).map(String::as_str), Some("6"), "rewritten in place");
+        assert_eq!(index.get(&entry("Hat", "p-1")).map(String::as_str), Some("0"));
+
+        let key = |term, product_id| IndexKey { term, product_id };
+        let deletes = [key(hat, "p-1"), key(RowTerm::Recorded("Hat"), "p-1"), key(cap, "p-2")];
+        run(store.write_index(&[], &deletes)).unwrap();
+        assert_eq!(store.index(), [entry("cap", "p-1")].into_iter().collect());
     }
 }

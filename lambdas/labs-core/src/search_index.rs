@@ -27,16 +27,171 @@ pub fn terms(text: &str) -> BTreeSet<String> {
 pub fn add_terms(text: &str, into: &mut BTreeSet<String>) {
     // Each term is lowercased in this buffer, so only a term `into` lacks costs an allocation.
     let mut buffer = [0u8; MAX_TERM_LEN];
-    // Splitting bytes is the same as splitting chars here: every byte of a non-ASCII char is
-    // >= 0x80, so it is a separator, as the char is.
-    for run in text.as_bytes().split(|b| !b.is_ascii_alphanumeric()).filter(|run| !run.is_empty()) {
-        let lowered = &mut buffer[..run.len().min(MAX_TERM_LEN)];
-        lowered.copy_from_slice(&run[..lowered.len()]);
-        lowered.make_ascii_lowercase();
-        let term = std::str::from_utf8(lowered).expect("ASCII alphanumerics are UTF-8");
+    for term in text_terms(text) {
+        let term = term.lowercase(&mut buffer);
         if !into.contains(term) {
             into.insert(term.to_owned());
         }
+    }
+}
+
+/// The [`terms`] of `text`, in text order, repeats included, each borrowed from the text as it is
+/// written: no allocation, for callers that handle many texts (the CDC indexer).
+pub fn text_terms(text: &str) -> TextTerms<'_> {
+    TextTerms { text, at: 0 }
+}
+
+/// The iterator of [`text_terms`].
+#[derive(Debug, Clone)]
+pub struct TextTerms<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Iterator for TextTerms<'a> {
+    type Item = Term<'a>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Term<'a>> {
+        // Scanning bytes is the same as scanning chars here: every byte of a non-ASCII char is
+        // >= 0x80, so it is a separator, as the char is.
+        let bytes = self.text.as_bytes();
+        while self.at < bytes.len() && !bytes[self.at].is_ascii_alphanumeric() {
+            self.at += 1;
+        }
+        let start = self.at;
+        while self.at < bytes.len() && bytes[self.at].is_ascii_alphanumeric() {
+            self.at += 1;
+        }
+        if start == self.at {
+            return None;
+        }
+        let written = &self.text[start..self.at.min(start + MAX_TERM_LEN)];
+        Some(Term::new(written))
+    }
+}
+
+/// One term of a text, as written there (a run of ASCII letters and digits, at most
+/// [`MAX_TERM_LEN`] long); the term itself is its lowercase. Compared, ordered and hashed as that
+/// lowercase, so a set of them is a set of terms, built without lowercasing into new strings.
+#[derive(Debug, Clone, Copy)]
+pub struct Term<'a> {
+    written: &'a str,
+    /// The first 8 bytes of the term (lowercase), big-endian, padded with zeros: ordered as the
+    /// terms are, and for a term of 8 bytes or fewer, the whole term. Sorting a product's terms
+    /// compares them mostly by this, not by calls to `memcmp`.
+    prefix: u64,
+    /// Whether `written` differs from its lowercase: most words are written in lowercase, and
+    /// those are used as they are.
+    has_upper: bool,
+}
+
+/// Bytes of a term in [`Term::prefix`].
+const PREFIX_LEN: usize = 8;
+
+impl<'a> Term<'a> {
+    /// `written` must be a run of ASCII letters and digits.
+    #[inline]
+    fn new(written: &'a str) -> Self {
+        let mut prefix = [0u8; PREFIX_LEN];
+        let head = &written.as_bytes()[..written.len().min(PREFIX_LEN)];
+        prefix[..head.len()].copy_from_slice(head);
+        prefix.make_ascii_lowercase();
+        Term { written, prefix: u64::from_be_bytes(prefix), has_upper: written.bytes().any(|b| b.is_ascii_uppercase()) }
+    }
+
+    /// The bytes after the prefix, as written.
+    #[inline]
+    fn tail(&self) -> &'a [u8] {
+        &self.written.as_bytes()[self.written.len().min(PREFIX_LEN)..]
+    }
+
+    /// The term as written in the text.
+    #[inline]
+    pub fn as_written(&self) -> &'a str {
+        self.written
+    }
+
+    /// The term, lowercased into `buffer` if need be.
+    #[inline]
+    pub fn lowercase<'b>(&self, buffer: &'b mut [u8; MAX_TERM_LEN]) -> &'b str
+    where
+        'a: 'b,
+    {
+        if !self.has_upper {
+            return self.written;
+        }
+        let lowered = &mut buffer[..self.written.len()];
+        lowered.copy_from_slice(self.written.as_bytes());
+        lowered.make_ascii_lowercase();
+        std::str::from_utf8(lowered).expect("ASCII alphanumerics are UTF-8")
+    }
+
+    /// The term, as a new string.
+    #[inline]
+    pub fn to_lowercase(&self) -> String {
+        if self.has_upper { self.written.to_ascii_lowercase() } else { self.written.to_owned() }
+    }
+
+    /// Whether this is the term `term` (which must be lowercase to match).
+    #[inline]
+    pub fn is(&self, term: &str) -> bool {
+        self.cmp_term(term) == std::cmp::Ordering::Equal
+    }
+
+    /// This term compared with the term `term`, as strings (`term` is taken as it is).
+    #[inline]
+    pub fn cmp_term(&self, term: &str) -> std::cmp::Ordering {
+        if !self.has_upper {
+            return self.written.cmp(term);
+        }
+        cmp_lowered(self.written.as_bytes(), term.as_bytes(), |b| b)
+    }
+}
+
+/// `a` lowercased compared with `b` mapped by `map_b`, byte by byte.
+#[inline]
+fn cmp_lowered(a: &[u8], b: &[u8], map_b: impl Fn(u8) -> u8) -> std::cmp::Ordering {
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x.to_ascii_lowercase(), map_b(y));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+impl PartialEq for Term<'_> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix == other.prefix
+            && self.written.len() == other.written.len()
+            && self.tail().eq_ignore_ascii_case(other.tail())
+    }
+}
+
+impl Eq for Term<'_> {}
+
+impl Ord for Term<'_> {
+    #[inline]
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Equal prefixes: both terms are at least 8 bytes long, or they are the same term (a
+        // shorter one has zeros where the other has letters or digits).
+        self.prefix.cmp(&other.prefix).then_with(|| cmp_lowered(self.tail(), other.tail(), |b| b.to_ascii_lowercase()))
+    }
+}
+
+impl PartialOrd for Term<'_> {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::hash::Hash for Term<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut buffer = [0u8; MAX_TERM_LEN];
+        self.lowercase(&mut buffer).hash(state);
     }
 }
 
@@ -289,6 +444,48 @@ mod tests {
         assert!(terms("東京 😀 ĀĒĪ").is_empty());
         assert_eq!(terms("ÉCOLE"), set(&["cole"]));
         assert_eq!(terms("0007"), set(&["0007"]));
+    }
+
+    #[test]
+    fn text_terms_borrow_the_text_and_compare_as_lowercase() {
+        let text = "Red HAT, red hat; Café";
+        let written: Vec<&str> = text_terms(text).map(|t| t.as_written()).collect();
+        assert_eq!(written, ["Red", "HAT", "red", "hat", "Caf"]);
+        let set: BTreeSet<Term> = text_terms(text).collect();
+        let lowered: Vec<String> = set.iter().map(Term::to_lowercase).collect();
+        assert_eq!(lowered, ["caf", "hat", "red"]);
+        let term = |text| text_terms(text).next().unwrap();
+        let (red, hat) = (term("Red"), term("hat"));
+        assert!(red == term("rED") && red.is("red") && !red.is("Red") && !red.is("re"));
+        assert!(hat < red && term("Z") > term("a") && term("b") < term("B1") && term("Red") > term("RE"));
+        let (long, longer) = (term("Handmade"), term("handmadeS"));
+        assert!(long < longer && longer == term("HANDMADEs") && longer > term("handmadea") && long != longer);
+        let mut buffer = [0u8; MAX_TERM_LEN];
+        assert_eq!(term("AbC1").lowercase(&mut buffer), "abc1");
+        assert_eq!(term("abc1").lowercase(&mut buffer), "abc1");
+    }
+
+    proptest::proptest! {
+        /// `text_terms` is `terms` without the lowercasing: the same terms, and their order and
+        /// equality are those of the lowercase strings.
+        #[test]
+        fn text_terms_are_the_terms(text in "[a-zA-Z0-9 ,.é東-]{0,60}", long in 0usize..2, other in "(handMade|[a-zA-Z]{0,2}){0,6}") {
+            let text = if long == 1 { format!("{text} {}", "Ab".repeat(120)) } else { text };
+            let lowered: BTreeSet<String> = text_terms(&text).map(|t| t.to_lowercase()).collect();
+            proptest::prop_assert_eq!(&lowered, &terms(&text));
+            let mut buffer = [0u8; MAX_TERM_LEN];
+            for term in text_terms(&text).chain(text_terms(&other)) {
+                for against in text_terms(&text).chain(text_terms(&other)) {
+                    let (a, b) = (term.to_lowercase(), against.to_lowercase());
+                    proptest::prop_assert_eq!(term.cmp(&against), a.cmp(&b));
+                    proptest::prop_assert_eq!(term == against, a == b);
+                    proptest::prop_assert_eq!(term.is(&b), a == b);
+                    proptest::prop_assert_eq!(term.cmp_term(&b), a.cmp(&b));
+                    proptest::prop_assert_eq!(term.cmp_term(against.as_written()), a.as_str().cmp(against.as_written()));
+                }
+                proptest::prop_assert_eq!(term.lowercase(&mut buffer), term.to_lowercase());
+            }
+        }
     }
 
     #[test]
