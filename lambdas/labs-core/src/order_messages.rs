@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Range;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +22,15 @@ pub const TOTAL_ATTRIBUTE: &str = "total";
 pub const MAX_ORDER_BYTES: usize = 4096;
 /// The `consumer` of the rows the shipping worker writes for messages it could not handle.
 pub const REJECTED: &str = "shipping-rejected";
+/// The `consumer` of the rows billing writes for orders it received directly, as a webhook,
+/// rather than through its queue (scenario `direct`).
+pub const WEBHOOK: &str = "billing-webhook";
+
+/// Which orders of a direct run (by index) are sent while their consumer is down: the middle
+/// third. Derived from the count alone, so `verify` knows which ones the webhook never got.
+pub fn consumer_down(count: usize) -> Range<usize> {
+    count / 3..2 * count / 3
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
@@ -156,14 +166,18 @@ pub enum Route {
     BillingWithPoison,
     /// Sent straight to the shipping queue, with one message the shipping worker must reject.
     ShippingWithReject,
+    /// Each order twice: posted straight to billing's webhook, and sent to the billing queue;
+    /// billing is down for the middle third ([`consumer_down`]).
+    Direct,
 }
 
 impl Route {
-    const NAMES: [(Route, &'static str); 4] = [
+    const NAMES: [(Route, &'static str); 5] = [
         (Route::Topic, "topic"),
         (Route::Billing, "billing"),
         (Route::BillingWithPoison, "billing+poison"),
         (Route::ShippingWithReject, "shipping+reject"),
+        (Route::Direct, "direct"),
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -209,7 +223,7 @@ impl Publication {
         match self.route {
             Route::BillingWithPoison => Some((Subscriber::Billing, poison_body(self.seed))),
             Route::ShippingWithReject => Some((Subscriber::Shipping, unshippable_body(self.seed))),
-            Route::Topic | Route::Billing => None,
+            Route::Topic | Route::Billing | Route::Direct => None,
         }
     }
 }
@@ -406,6 +420,10 @@ pub struct Expectation {
     pub filtered_out: BTreeSet<String>,
     /// The bodies each dead-letter queue must hold, sorted.
     pub dead_letters: BTreeMap<Subscriber, Vec<String>>,
+    /// Orders posted to billing's webhook while it was up: each must have reached it.
+    pub webhook: BTreeSet<String>,
+    /// Orders posted to billing's webhook while it was down: lost, none may be there.
+    pub lost: BTreeSet<String>,
 }
 
 pub fn expect(publications: &[Publication]) -> Expectation {
@@ -415,7 +433,12 @@ pub fn expect(publications: &[Publication]) -> Expectation {
         expected.dead_letters.insert(subscriber, Vec::new());
     }
     for publication in publications {
-        for order in publication.orders() {
+        let down = consumer_down(publication.count);
+        for (index, order) in publication.orders().into_iter().enumerate() {
+            if publication.route == Route::Direct {
+                let direct = if down.contains(&index) { &mut expected.lost } else { &mut expected.webhook };
+                direct.insert(order.order_id.clone());
+            }
             let mut to = |subscriber: Subscriber| {
                 expected.orders.get_mut(&subscriber).expect("every subscriber").insert(order.order_id.clone());
             };
@@ -429,7 +452,7 @@ pub fn expect(publications: &[Publication]) -> Expectation {
                         expected.filtered_out.insert(order.order_id.clone());
                     }
                 }
-                Route::Billing | Route::BillingWithPoison => to(Subscriber::Billing),
+                Route::Billing | Route::BillingWithPoison | Route::Direct => to(Subscriber::Billing),
                 Route::ShippingWithReject => to(Subscriber::Shipping),
             }
         }
@@ -503,7 +526,39 @@ pub fn check(
                 .collect(),
         });
     }
+    findings.extend(check_webhook(expected, effects));
     findings
+}
+
+/// The direct path: the webhook got exactly the orders posted while it was up, and none of those
+/// posted while it was down (they were lost, and nothing may pretend otherwise).
+fn check_webhook(expected: &Expectation, effects: &[Effect]) -> [Finding; 3] {
+    let got: BTreeSet<&String> = effects.iter().filter(|e| e.consumer == WEBHOOK).map(|e| &e.id).collect();
+    let other = got.iter().filter(|id| !expected.webhook.contains(**id) && !expected.lost.contains(**id));
+    [
+        Finding {
+            check: format!("{WEBHOOK}: every order posted while it was up arrived"),
+            problems: expected
+                .webhook
+                .iter()
+                .filter(|id| !got.contains(id))
+                .map(|id| format!("missing {id}"))
+                .collect(),
+        },
+        Finding {
+            check: format!("{WEBHOOK}: no order posted while it was down arrived (they were lost)"),
+            problems: expected
+                .lost
+                .iter()
+                .filter(|id| got.contains(id))
+                .map(|id| format!("{id} arrived though it was posted while the consumer was down"))
+                .collect(),
+        },
+        Finding {
+            check: format!("{WEBHOOK}: it handled nothing else"),
+            problems: other.map(|id| format!("unexpected {id}")).collect(),
+        },
+    ]
 }
 
 /// Each element of `a` (sorted) not matched by one in `b` (sorted), as "`label` <preview>".
@@ -643,7 +698,8 @@ mod tests {
 
     #[test]
     fn publications_round_trip_through_their_tag() {
-        for route in [Route::Topic, Route::Billing, Route::BillingWithPoison, Route::ShippingWithReject] {
+        for route in [Route::Topic, Route::Billing, Route::BillingWithPoison, Route::ShippingWithReject, Route::Direct]
+        {
             let publication = Publication { seed: 12, route, count: 7 };
             let (key, value) = publication.tag();
             assert_eq!(Publication::from_tag(&key, &value), Some(publication));
@@ -662,9 +718,18 @@ mod tests {
         }
     }
 
+    fn webhook_effect(id: &str) -> Effect {
+        Effect { consumer: WEBHOOK.to_owned(), ..effect(Subscriber::Billing, id) }
+    }
+
     /// The effects and dead letters of consumers that did everything right.
     fn perfect(expected: &Expectation) -> (Vec<Effect>, BTreeMap<Subscriber, Vec<String>>) {
-        let effects = expected.orders.iter().flat_map(|(s, ids)| ids.iter().map(|id| effect(*s, id))).collect();
+        let effects = expected
+            .orders
+            .iter()
+            .flat_map(|(s, ids)| ids.iter().map(|id| effect(*s, id)))
+            .chain(expected.webhook.iter().map(|id| webhook_effect(id)))
+            .collect();
         (effects, expected.dead_letters.clone())
     }
 
@@ -694,7 +759,50 @@ mod tests {
         let (effects, dead_letters) = perfect(&expected);
         let findings = check(&expected, &effects, &dead_letters);
         assert!(findings.iter().all(Finding::passed), "{findings:?}");
-        assert_eq!(findings.len(), 10);
+        assert_eq!(findings.len(), 13);
+    }
+
+    #[test]
+    fn the_consumer_is_down_for_the_middle_third() {
+        assert_eq!(consumer_down(30), 10..20);
+        assert_eq!(consumer_down(12), 4..8);
+        assert_eq!(consumer_down(3), 1..2);
+        for count in 3..50 {
+            let down = consumer_down(count);
+            assert!(down.start > 0 && down.end < count && !down.is_empty(), "{count}: {down:?}");
+        }
+    }
+
+    #[test]
+    fn a_direct_run_reaches_the_queue_always_and_the_webhook_only_while_it_is_up() {
+        let publication = Publication { seed: 5, route: Route::Direct, count: 9 };
+        let expected = expect(&[publication]);
+        let ids: Vec<String> = publication.orders().into_iter().map(|o| o.order_id).collect();
+        assert_eq!(expected.orders[&Subscriber::Billing], ids.iter().cloned().collect());
+        assert_eq!(expected.lost, ids[3..6].iter().cloned().collect());
+        assert_eq!(expected.webhook, ids[..3].iter().chain(&ids[6..]).cloned().collect());
+        assert!(publication.dead_letter().is_none());
+
+        let (effects, dead_letters) = perfect(&expected);
+        assert!(check(&expected, &effects, &dead_letters).iter().all(Finding::passed));
+        // A direct delivery deleted, a lost order that claims to have arrived, a stranger.
+        let mut tampered: Vec<Effect> =
+            effects.iter().filter(|e| !(e.consumer == WEBHOOK && e.id == ids[0])).cloned().collect();
+        tampered.push(webhook_effect(&ids[4]));
+        tampered.push(webhook_effect("s9-o0001"));
+        let problems = failures(&check(&expected, &tampered, &dead_letters));
+        assert_eq!(
+            problems,
+            vec![
+                format!("missing {}", ids[0]),
+                format!("{} arrived though it was posted while the consumer was down", ids[4]),
+                "unexpected s9-o0001".to_owned(),
+            ]
+        );
+        // Through the queue, every order must arrive, the ones sent while it was down included.
+        let queue_lost: Vec<Effect> =
+            effects.into_iter().filter(|e| !(e.consumer == "billing" && e.id == ids[4])).collect();
+        assert_eq!(failures(&check(&expected, &queue_lost, &dead_letters)), vec![format!("missing {}", ids[4])]);
     }
 
     #[test]
