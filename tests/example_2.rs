@@ -173,9 +173,9 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
         ((12 - down.len()).into(), down.len().into())
     );
     // What the runs saw is checked from the stored data: fan-out's counts, the split across the
-    // competing consumers, the redelivered order behind later ones.
+    // competing consumers, the redelivered order behind later ones, what each path of direct got.
     let observed = run_checks(&verified);
-    assert_eq!(observed.len(), 3, "{verified:#}");
+    assert_eq!(observed.len(), 4, "{verified:#}");
     assert!(observed.iter().all(|(_, problems)| *problems == 0), "{observed:?}");
 
     // Planted tampering, by other means than labs: a stray row in the effects table, a run that
@@ -251,6 +251,7 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
             "billing-webhook: every",
             "billing-webhook: no",
             "billing: it",
+            "direct run",
             "load-balance run",
             "redelivery run"
         ],

@@ -241,6 +241,9 @@ pub enum Observation {
     /// Redelivery: the order whose consumer crashed, and the seqs in the order the surviving
     /// consumer processed them.
     Redelivery { crashed_seq: u64, processing: Vec<u64> },
+    /// Direct: how many of the run's orders reached billing's webhook, how many it lost (posted
+    /// while billing was down), and how many reached billing through its queue.
+    Direct { webhook: usize, lost: usize, queue: usize },
 }
 
 impl Observation {
@@ -257,6 +260,7 @@ impl Observation {
                 "redelivery={crashed_seq}@{}",
                 processing.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
             ),
+            Observation::Direct { webhook, lost, queue } => format!("direct={webhook}/{lost}/{queue}"),
         };
         format!("{head} {text}")
     }
@@ -289,6 +293,12 @@ impl Observation {
                     crashed_seq: number(crashed)?,
                     processing: order.split(',').map(number).collect::<Result<_, _>>()?,
                 }
+            }
+            "direct" => {
+                let counts: Vec<usize> =
+                    body.split('/').map(|t| t.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+                let [webhook, lost, queue] = counts.try_into().map_err(|_| bad())?;
+                Observation::Direct { webhook, lost, queue }
             }
             _ => return Err(bad()),
         }))
@@ -363,6 +373,29 @@ impl Observation {
                     problems.push(format!("{} of {} orders were applied", billed.len(), orders.len()));
                 }
                 format!("redelivery run {seed}: the unacknowledged order came back behind later ones, applied once")
+            }
+            Observation::Direct { webhook, lost, queue } => {
+                let down = consumer_down(orders.len());
+                let posted_up = orders.len() - down.len();
+                let at_webhook: BTreeSet<&str> = effects
+                    .iter()
+                    .filter(|e| e.consumer == WEBHOOK && ids.contains(e.id.as_str()))
+                    .map(|e| e.id.as_str())
+                    .collect();
+                let lost_in_table = orders[down].iter().filter(|o| !at_webhook.contains(o.order_id.as_str())).count();
+                let queued = rows(Subscriber::Billing).len();
+                for (path, reported, in_table, wanted) in [
+                    ("webhook", *webhook, at_webhook.len(), posted_up),
+                    ("lost", *lost, lost_in_table, orders.len() - posted_up),
+                    ("queue", *queue, queued, orders.len()),
+                ] {
+                    if reported != in_table || in_table != wanted {
+                        problems.push(format!(
+                            "{path}: the run reported {reported}, the effects table says {in_table}, the run implies {wanted}"
+                        ));
+                    }
+                }
+                format!("direct run {seed}: the webhook lost what was posted while billing was down, the queue nothing")
             }
         };
         Finding { check, problems }
@@ -594,6 +627,7 @@ mod tests {
             Observation::FanOut { handled: [30, 30, 11] },
             Observation::LoadBalance { shares: vec![("consumer-1".into(), 12), ("consumer-2".into(), 18)] },
             Observation::Redelivery { crashed_seq: 1, processing: vec![2, 3, 1] },
+            Observation::Direct { webhook: 20, lost: 10, queue: 30 },
         ] {
             let value = observed.tag_value(&publication);
             assert_eq!(Observation::from_tag_value(&value), Ok(Some(observed)));
@@ -644,6 +678,15 @@ mod tests {
         assert!(observed.check(&fan, &table).passed());
         assert!(!Observation::FanOut { handled: [3, 2, passing] }.check(&fan, &table).passed());
         assert!(!observed.check(&fan, &table[1..]).passed(), "a lost effect row");
+
+        let direct = Publication { seed: 4, route: Route::Direct, count: 3 };
+        let mut table: Vec<Effect> = ids.iter().map(|id| row("billing", id, "billing-1", 1)).collect();
+        table.extend([row(WEBHOOK, &ids[0], "webhook-1", 1), row(WEBHOOK, &ids[2], "webhook-1", 1)]);
+        let claim = Observation::Direct { webhook: 2, lost: 1, queue: 3 };
+        assert!(claim.check(&direct, &table).passed());
+        assert!(!Observation::Direct { webhook: 3, lost: 0, queue: 3 }.check(&direct, &table).passed());
+        table.push(row(WEBHOOK, &ids[1], "webhook-1", 1));
+        assert!(!claim.check(&direct, &table).passed(), "an order posted while billing was down arrived");
     }
 
     #[test]

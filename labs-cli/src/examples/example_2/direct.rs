@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use labs_core::order_messages::{Publication, Route, Subscriber, WEBHOOK, consumer_down};
+use labs_core::order_messages::{Observation, Publication, Route, Subscriber, WEBHOOK, consumer_down};
 use serde::Serialize;
 
 use super::consumers::{Handled, consume_one};
@@ -164,6 +164,8 @@ pub(super) async fn direct(lab: &Lab<'_>, seed: u64, count: usize) -> Result<Sce
         producer_blocked_p50_ms: percentile_ms(&sorted(up.iter().map(|s| s.queue_send)), 0.5),
     };
     let down_count = down.len();
+    let observed = Observation::Direct { webhook: direct.delivered, lost: direct.lost, queue: broker.delivered };
+    lab.record_observation(&publication, &observed).await?;
     let seconds = |d: Duration| format!("{:.1} s", d.as_secs_f64());
     out.table(
         "2. Each path, counted in the effects table:",
