@@ -153,25 +153,47 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
         partial["rejection"]["batch_sizes"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
     assert!(sizes[0] > 1 && sizes[1..].iter().all(|n| *n == 1), "first with good orders, then alone: {sizes:?}");
 
+    // direct: the webhook gets only the orders posted while billing was up, the queue all of them.
+    let direct = run_scenario(&p, "direct", &["--count", "12"]);
+    let down = labs_core::order_messages::consumer_down(12);
+    assert_eq!(direct["down_seqs"], serde_json::json!([down.start + 1, down.end]));
+    assert_eq!(direct["direct"]["delivered"], 12 - down.len());
+    assert_eq!(direct["direct"]["lost"], down.len());
+    assert_eq!(direct["direct"]["calls"], 12 - down.len() + 3 * down.len(), "3 tries for each refused order");
+    assert_eq!(direct["broker"]["delivered"], 12);
+    assert_eq!(direct["broker"]["lost"], 0);
+    assert_eq!(direct["held_by_queue_ms"].as_array().unwrap().len(), down.len());
+
     let verified = labs(&p, &["verify", "example-2", "--json"]).ok().json();
     assert_eq!(verified["passed"], true, "{verified:#}");
-    assert_eq!(verified["runs"].as_array().unwrap().len(), 5);
-    assert_eq!(verified["expected"]["billing"], 12 + 30 + 6 + 4);
+    assert_eq!(verified["runs"].as_array().unwrap().len(), 6);
+    assert_eq!(verified["expected"]["billing"], 12 + 30 + 6 + 4 + 12);
+    assert_eq!(
+        (verified["expected_webhook"].clone(), verified["expected_lost"].clone()),
+        ((12 - down.len()).into(), down.len().into())
+    );
     // What the runs saw is checked from the stored data: fan-out's counts, the split across the
-    // competing consumers, the redelivered order behind later ones.
+    // competing consumers, the redelivered order behind later ones, what each path of direct got.
     let observed = run_checks(&verified);
-    assert_eq!(observed.len(), 3, "{verified:#}");
+    assert_eq!(observed.len(), 4, "{verified:#}");
     assert!(observed.iter().all(|(_, problems)| *problems == 0), "{observed:?}");
 
     // Planted tampering, by other means than labs: a stray row in the effects table, a run that
-    // claims one consumer did all the work, and a redelivery claimed in publish order.
+    // claims one consumer did all the work, a redelivery claimed in publish order, an order the
+    // webhook got deleted, and one posted while it was down made to look delivered.
     let effects_table = format!("{p}-ex2-effects");
-    let stray = || {
+    let key = |consumer: &str, id: &str| {
         std::collections::HashMap::from([
-            ("consumer".to_owned(), aws_sdk_dynamodb::types::AttributeValue::S("billing".into())),
-            ("id".to_owned(), aws_sdk_dynamodb::types::AttributeValue::S("s999-o00001".into())),
+            ("consumer".to_owned(), aws_sdk_dynamodb::types::AttributeValue::S(consumer.into())),
+            ("id".to_owned(), aws_sdk_dynamodb::types::AttributeValue::S(id.into())),
         ])
     };
+    let stray = || key("billing", "s999-o00001");
+    let direct_seed =
+        verified["runs"].as_array().unwrap().iter().find(|r| r["route"] == "direct").unwrap()["seed"].as_u64().unwrap();
+    let direct_orders = labs_core::order_messages::generate(direct_seed, 12);
+    let webhook = labs_core::order_messages::WEBHOOK;
+    let (delivered, lost) = (&direct_orders[0].order_id, &direct_orders[down.start].order_id);
     let topic = format!("{p}-ex2-orders");
     let billing_dlq = format!("{p}-ex2-billing-dlq");
     let poison = verified["runs"]
@@ -181,12 +203,16 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
         .find(|r| r["route"] == "billing-with-poison")
         .map(|r| labs_core::order_messages::poison_body(r["seed"].as_u64().unwrap()))
         .expect("the dead-letter run is recorded");
-    let original = rt.block_on(async {
+    let (original, webhook_row) = rt.block_on(async {
         let config = support::sdk_config().await;
         let sns = aws_sdk_sns::Client::new(&config);
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
         let sqs = aws_sdk_sqs::Client::new(&config);
         dynamodb.put_item().table_name(&effects_table).set_item(Some(stray())).send().await.unwrap();
+        let row = dynamodb.get_item().table_name(&effects_table).set_key(Some(key(webhook, delivered))).send();
+        let row = row.await.unwrap().item.expect("the webhook's row of its first order");
+        dynamodb.delete_item().table_name(&effects_table).set_key(Some(key(webhook, delivered))).send().await.unwrap();
+        dynamodb.put_item().table_name(&effects_table).set_item(Some(key(webhook, lost))).send().await.unwrap();
         // A duplicate: the poison message twice in the dead-letter queue.
         let url = sqs.get_queue_url().queue_name(&billing_dlq).send().await.unwrap().queue_url.unwrap();
         sqs.send_message().queue_url(&url).message_body(&poison).send().await.unwrap();
@@ -207,7 +233,7 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
             let tag = aws_sdk_sns::types::Tag::builder().key(key).value(forged).build().unwrap();
             sns.tag_resource().resource_arn(&arn).tags(tag).send().await.unwrap();
         }
-        original
+        (original, row)
     });
     let tampered = labs(&p, &["verify", "example-2", "--wait", "2", "--json"]).fails().json();
     let mut broken: Vec<String> = tampered["findings"]
@@ -218,13 +244,27 @@ fn every_scenario_then_verify_then_a_lost_message_then_down() {
         .map(|f| f["check"].as_str().unwrap().split(' ').take(2).collect::<Vec<_>>().join(" "))
         .collect();
     broken.sort();
-    assert_eq!(broken, ["billing-dlq holds", "billing: it", "load-balance run", "redelivery run"], "{tampered:#}");
+    assert_eq!(
+        broken,
+        [
+            "billing-dlq holds",
+            "billing-webhook: every",
+            "billing-webhook: no",
+            "billing: it",
+            "direct run",
+            "load-balance run",
+            "redelivery run"
+        ],
+        "{tampered:#}"
+    );
     rt.block_on(async {
         let config = support::sdk_config().await;
         let sns = aws_sdk_sns::Client::new(&config);
         let dynamodb = aws_sdk_dynamodb::Client::new(&config);
         let sqs = aws_sdk_sqs::Client::new(&config);
         dynamodb.delete_item().table_name(&effects_table).set_key(Some(stray())).send().await.unwrap();
+        dynamodb.delete_item().table_name(&effects_table).set_key(Some(key(webhook, lost))).send().await.unwrap();
+        dynamodb.put_item().table_name(&effects_table).set_item(Some(webhook_row)).send().await.unwrap();
         // Take one copy of the poison message out again; whatever else was received goes back.
         let url = sqs.get_queue_url().queue_name(&billing_dlq).send().await.unwrap().queue_url.unwrap();
         let received =
@@ -304,6 +344,8 @@ fn bad_input_and_a_missing_stack_are_clear_errors() {
     assert!(unknown.error_line().contains("no scenario 'nope'"), "{}", unknown.stderr);
     let count = labs(&p, &["run", "example-2", "--scenario", "redelivery", "--count", "5"]).fails();
     assert!(count.error_line().contains("--count sets how many orders"), "{}", count.stderr);
+    let few = labs(&p, &["run", "example-2", "--scenario", "direct", "--count", "2"]).fails();
+    assert!(few.error_line().contains("at least 3 for direct"), "{}", few.stderr);
     let query = labs(&p, &["run", "example-2", "--query", "x"]).fails();
     assert!(query.error_line().contains("no --query"), "{}", query.stderr);
     let run = labs(&p, &["run", "example-2"]).fails();

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::ops::Range;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -21,6 +22,15 @@ pub const TOTAL_ATTRIBUTE: &str = "total";
 pub const MAX_ORDER_BYTES: usize = 4096;
 /// The `consumer` of the rows the shipping worker writes for messages it could not handle.
 pub const REJECTED: &str = "shipping-rejected";
+/// The `consumer` of the rows billing writes for orders it received directly, as a webhook,
+/// rather than through its queue (scenario `direct`).
+pub const WEBHOOK: &str = "billing-webhook";
+
+/// Which orders of a direct run (by index) are sent while their consumer is down: the middle
+/// third. Derived from the count alone, so `verify` knows which ones the webhook never got.
+pub fn consumer_down(count: usize) -> Range<usize> {
+    count / 3..2 * count / 3
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
@@ -156,14 +166,18 @@ pub enum Route {
     BillingWithPoison,
     /// Sent straight to the shipping queue, with one message the shipping worker must reject.
     ShippingWithReject,
+    /// Each order twice: posted straight to billing's webhook, and sent to the billing queue;
+    /// billing is down for the middle third ([`consumer_down`]).
+    Direct,
 }
 
 impl Route {
-    const NAMES: [(Route, &'static str); 4] = [
+    const NAMES: [(Route, &'static str); 5] = [
         (Route::Topic, "topic"),
         (Route::Billing, "billing"),
         (Route::BillingWithPoison, "billing+poison"),
         (Route::ShippingWithReject, "shipping+reject"),
+        (Route::Direct, "direct"),
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -209,7 +223,7 @@ impl Publication {
         match self.route {
             Route::BillingWithPoison => Some((Subscriber::Billing, poison_body(self.seed))),
             Route::ShippingWithReject => Some((Subscriber::Shipping, unshippable_body(self.seed))),
-            Route::Topic | Route::Billing => None,
+            Route::Topic | Route::Billing | Route::Direct => None,
         }
     }
 }
@@ -227,6 +241,9 @@ pub enum Observation {
     /// Redelivery: the order whose consumer crashed, and the seqs in the order the surviving
     /// consumer processed them.
     Redelivery { crashed_seq: u64, processing: Vec<u64> },
+    /// Direct: how many of the run's orders reached billing's webhook, how many it lost (posted
+    /// while billing was down), and how many reached billing through its queue.
+    Direct { webhook: usize, lost: usize, queue: usize },
 }
 
 impl Observation {
@@ -243,6 +260,7 @@ impl Observation {
                 "redelivery={crashed_seq}@{}",
                 processing.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
             ),
+            Observation::Direct { webhook, lost, queue } => format!("direct={webhook}/{lost}/{queue}"),
         };
         format!("{head} {text}")
     }
@@ -275,6 +293,12 @@ impl Observation {
                     crashed_seq: number(crashed)?,
                     processing: order.split(',').map(number).collect::<Result<_, _>>()?,
                 }
+            }
+            "direct" => {
+                let counts: Vec<usize> =
+                    body.split('/').map(|t| t.parse().map_err(|_| bad())).collect::<Result<_, _>>()?;
+                let [webhook, lost, queue] = counts.try_into().map_err(|_| bad())?;
+                Observation::Direct { webhook, lost, queue }
             }
             _ => return Err(bad()),
         }))
@@ -350,6 +374,29 @@ impl Observation {
                 }
                 format!("redelivery run {seed}: the unacknowledged order came back behind later ones, applied once")
             }
+            Observation::Direct { webhook, lost, queue } => {
+                let down = consumer_down(orders.len());
+                let posted_up = orders.len() - down.len();
+                let at_webhook: BTreeSet<&str> = effects
+                    .iter()
+                    .filter(|e| e.consumer == WEBHOOK && ids.contains(e.id.as_str()))
+                    .map(|e| e.id.as_str())
+                    .collect();
+                let lost_in_table = orders[down].iter().filter(|o| !at_webhook.contains(o.order_id.as_str())).count();
+                let queued = rows(Subscriber::Billing).len();
+                for (path, reported, in_table, wanted) in [
+                    ("webhook", *webhook, at_webhook.len(), posted_up),
+                    ("lost", *lost, lost_in_table, orders.len() - posted_up),
+                    ("queue", *queue, queued, orders.len()),
+                ] {
+                    if reported != in_table || in_table != wanted {
+                        problems.push(format!(
+                            "{path}: the run reported {reported}, the effects table says {in_table}, the run implies {wanted}"
+                        ));
+                    }
+                }
+                format!("direct run {seed}: the webhook lost what was posted while billing was down, the queue nothing")
+            }
         };
         Finding { check, problems }
     }
@@ -406,6 +453,10 @@ pub struct Expectation {
     pub filtered_out: BTreeSet<String>,
     /// The bodies each dead-letter queue must hold, sorted.
     pub dead_letters: BTreeMap<Subscriber, Vec<String>>,
+    /// Orders posted to billing's webhook while it was up: each must have reached it.
+    pub webhook: BTreeSet<String>,
+    /// Orders posted to billing's webhook while it was down: lost, none may be there.
+    pub lost: BTreeSet<String>,
 }
 
 pub fn expect(publications: &[Publication]) -> Expectation {
@@ -415,7 +466,12 @@ pub fn expect(publications: &[Publication]) -> Expectation {
         expected.dead_letters.insert(subscriber, Vec::new());
     }
     for publication in publications {
-        for order in publication.orders() {
+        let down = consumer_down(publication.count);
+        for (index, order) in publication.orders().into_iter().enumerate() {
+            if publication.route == Route::Direct {
+                let direct = if down.contains(&index) { &mut expected.lost } else { &mut expected.webhook };
+                direct.insert(order.order_id.clone());
+            }
             let mut to = |subscriber: Subscriber| {
                 expected.orders.get_mut(&subscriber).expect("every subscriber").insert(order.order_id.clone());
             };
@@ -429,7 +485,7 @@ pub fn expect(publications: &[Publication]) -> Expectation {
                         expected.filtered_out.insert(order.order_id.clone());
                     }
                 }
-                Route::Billing | Route::BillingWithPoison => to(Subscriber::Billing),
+                Route::Billing | Route::BillingWithPoison | Route::Direct => to(Subscriber::Billing),
                 Route::ShippingWithReject => to(Subscriber::Shipping),
             }
         }
@@ -503,7 +559,39 @@ pub fn check(
                 .collect(),
         });
     }
+    findings.extend(check_webhook(expected, effects));
     findings
+}
+
+/// The direct path: the webhook got exactly the orders posted while it was up, and none of those
+/// posted while it was down (they were lost, and nothing may pretend otherwise).
+fn check_webhook(expected: &Expectation, effects: &[Effect]) -> [Finding; 3] {
+    let got: BTreeSet<&String> = effects.iter().filter(|e| e.consumer == WEBHOOK).map(|e| &e.id).collect();
+    let other = got.iter().filter(|id| !expected.webhook.contains(**id) && !expected.lost.contains(**id));
+    [
+        Finding {
+            check: format!("{WEBHOOK}: every order posted while it was up arrived"),
+            problems: expected
+                .webhook
+                .iter()
+                .filter(|id| !got.contains(id))
+                .map(|id| format!("missing {id}"))
+                .collect(),
+        },
+        Finding {
+            check: format!("{WEBHOOK}: no order posted while it was down arrived (they were lost)"),
+            problems: expected
+                .lost
+                .iter()
+                .filter(|id| got.contains(id))
+                .map(|id| format!("{id} arrived though it was posted while the consumer was down"))
+                .collect(),
+        },
+        Finding {
+            check: format!("{WEBHOOK}: it handled nothing else"),
+            problems: other.map(|id| format!("unexpected {id}")).collect(),
+        },
+    ]
 }
 
 /// Each element of `a` (sorted) not matched by one in `b` (sorted), as "`label` <preview>".
@@ -539,6 +627,7 @@ mod tests {
             Observation::FanOut { handled: [30, 30, 11] },
             Observation::LoadBalance { shares: vec![("consumer-1".into(), 12), ("consumer-2".into(), 18)] },
             Observation::Redelivery { crashed_seq: 1, processing: vec![2, 3, 1] },
+            Observation::Direct { webhook: 20, lost: 10, queue: 30 },
         ] {
             let value = observed.tag_value(&publication);
             assert_eq!(Observation::from_tag_value(&value), Ok(Some(observed)));
@@ -589,6 +678,15 @@ mod tests {
         assert!(observed.check(&fan, &table).passed());
         assert!(!Observation::FanOut { handled: [3, 2, passing] }.check(&fan, &table).passed());
         assert!(!observed.check(&fan, &table[1..]).passed(), "a lost effect row");
+
+        let direct = Publication { seed: 4, route: Route::Direct, count: 3 };
+        let mut table: Vec<Effect> = ids.iter().map(|id| row("billing", id, "billing-1", 1)).collect();
+        table.extend([row(WEBHOOK, &ids[0], "webhook-1", 1), row(WEBHOOK, &ids[2], "webhook-1", 1)]);
+        let claim = Observation::Direct { webhook: 2, lost: 1, queue: 3 };
+        assert!(claim.check(&direct, &table).passed());
+        assert!(!Observation::Direct { webhook: 3, lost: 0, queue: 3 }.check(&direct, &table).passed());
+        table.push(row(WEBHOOK, &ids[1], "webhook-1", 1));
+        assert!(!claim.check(&direct, &table).passed(), "an order posted while billing was down arrived");
     }
 
     #[test]
@@ -643,7 +741,8 @@ mod tests {
 
     #[test]
     fn publications_round_trip_through_their_tag() {
-        for route in [Route::Topic, Route::Billing, Route::BillingWithPoison, Route::ShippingWithReject] {
+        for route in [Route::Topic, Route::Billing, Route::BillingWithPoison, Route::ShippingWithReject, Route::Direct]
+        {
             let publication = Publication { seed: 12, route, count: 7 };
             let (key, value) = publication.tag();
             assert_eq!(Publication::from_tag(&key, &value), Some(publication));
@@ -662,9 +761,18 @@ mod tests {
         }
     }
 
+    fn webhook_effect(id: &str) -> Effect {
+        Effect { consumer: WEBHOOK.to_owned(), ..effect(Subscriber::Billing, id) }
+    }
+
     /// The effects and dead letters of consumers that did everything right.
     fn perfect(expected: &Expectation) -> (Vec<Effect>, BTreeMap<Subscriber, Vec<String>>) {
-        let effects = expected.orders.iter().flat_map(|(s, ids)| ids.iter().map(|id| effect(*s, id))).collect();
+        let effects = expected
+            .orders
+            .iter()
+            .flat_map(|(s, ids)| ids.iter().map(|id| effect(*s, id)))
+            .chain(expected.webhook.iter().map(|id| webhook_effect(id)))
+            .collect();
         (effects, expected.dead_letters.clone())
     }
 
@@ -694,7 +802,50 @@ mod tests {
         let (effects, dead_letters) = perfect(&expected);
         let findings = check(&expected, &effects, &dead_letters);
         assert!(findings.iter().all(Finding::passed), "{findings:?}");
-        assert_eq!(findings.len(), 10);
+        assert_eq!(findings.len(), 13);
+    }
+
+    #[test]
+    fn the_consumer_is_down_for_the_middle_third() {
+        assert_eq!(consumer_down(30), 10..20);
+        assert_eq!(consumer_down(12), 4..8);
+        assert_eq!(consumer_down(3), 1..2);
+        for count in 3..50 {
+            let down = consumer_down(count);
+            assert!(down.start > 0 && down.end < count && !down.is_empty(), "{count}: {down:?}");
+        }
+    }
+
+    #[test]
+    fn a_direct_run_reaches_the_queue_always_and_the_webhook_only_while_it_is_up() {
+        let publication = Publication { seed: 5, route: Route::Direct, count: 9 };
+        let expected = expect(&[publication]);
+        let ids: Vec<String> = publication.orders().into_iter().map(|o| o.order_id).collect();
+        assert_eq!(expected.orders[&Subscriber::Billing], ids.iter().cloned().collect());
+        assert_eq!(expected.lost, ids[3..6].iter().cloned().collect());
+        assert_eq!(expected.webhook, ids[..3].iter().chain(&ids[6..]).cloned().collect());
+        assert!(publication.dead_letter().is_none());
+
+        let (effects, dead_letters) = perfect(&expected);
+        assert!(check(&expected, &effects, &dead_letters).iter().all(Finding::passed));
+        // A direct delivery deleted, a lost order that claims to have arrived, a stranger.
+        let mut tampered: Vec<Effect> =
+            effects.iter().filter(|e| !(e.consumer == WEBHOOK && e.id == ids[0])).cloned().collect();
+        tampered.push(webhook_effect(&ids[4]));
+        tampered.push(webhook_effect("s9-o0001"));
+        let problems = failures(&check(&expected, &tampered, &dead_letters));
+        assert_eq!(
+            problems,
+            vec![
+                format!("missing {}", ids[0]),
+                format!("{} arrived though it was posted while the consumer was down", ids[4]),
+                "unexpected s9-o0001".to_owned(),
+            ]
+        );
+        // Through the queue, every order must arrive, the ones sent while it was down included.
+        let queue_lost: Vec<Effect> =
+            effects.into_iter().filter(|e| !(e.consumer == "billing" && e.id == ids[4])).collect();
+        assert_eq!(failures(&check(&expected, &queue_lost, &dead_letters)), vec![format!("missing {}", ids[4])]);
     }
 
     #[test]

@@ -94,13 +94,43 @@ fn n(number: impl ToString) -> AttributeValue {
 
 impl EffectStore for DynamoEffects {
     async fn record(&self, consumer: Subscriber, order: &Order, handled_by: &str) -> Result<Recorded, StoreError> {
+        self.record_as(consumer.as_str(), order, handled_by).await
+    }
+
+    async fn reject(&self, message_id: &str, reason: &str, body: &str, batch_size: usize) -> Result<(), StoreError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("consumer", s(REJECTED))
+            .key("id", s(message_id))
+            .update_expression("SET #reason = :reason, #body = :body, #sizes = list_append(if_not_exists(#sizes, :none), :size) ADD #attempts :one")
+            .expression_attribute_names("#reason", "reason")
+            .expression_attribute_names("#body", "body")
+            .expression_attribute_names("#sizes", "batch_sizes")
+            .expression_attribute_names("#attempts", "attempts")
+            .expression_attribute_values(":reason", s(reason))
+            .expression_attribute_values(":body", s(preview(body, KEPT_BODY_CHARS)))
+            .expression_attribute_values(":none", AttributeValue::L(vec![]))
+            .expression_attribute_values(":size", AttributeValue::L(vec![n(batch_size)]))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(|e| StoreError::of(&self.table, &e))?;
+        Ok(())
+    }
+}
+
+impl DynamoEffects {
+    /// [`EffectStore::record`] under any consumer name, for a consumer that is not a queue's
+    /// subscriber (billing's webhook, [`labs_core::order_messages::WEBHOOK`]).
+    pub async fn record_as(&self, consumer: &str, order: &Order, handled_by: &str) -> Result<Recorded, StoreError> {
         // One atomic update: the counter tells the first delivery from a redelivery, and
         // `if_not_exists` keeps whoever applied the effect first.
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("consumer", s(consumer.as_str()))
+            .key("consumer", s(consumer))
             .key("id", s(&order.order_id))
             .update_expression("SET #by = if_not_exists(#by, :who), #seq = :seq, #total = :total ADD #deliveries :one")
             .expression_attribute_names("#by", "handled_by")
@@ -125,28 +155,6 @@ impl EffectStore for DynamoEffects {
             _ => handled_by.to_owned(),
         };
         Ok(Recorded { first_delivery: deliveries == 1, deliveries, handled_by })
-    }
-
-    async fn reject(&self, message_id: &str, reason: &str, body: &str, batch_size: usize) -> Result<(), StoreError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("consumer", s(REJECTED))
-            .key("id", s(message_id))
-            .update_expression("SET #reason = :reason, #body = :body, #sizes = list_append(if_not_exists(#sizes, :none), :size) ADD #attempts :one")
-            .expression_attribute_names("#reason", "reason")
-            .expression_attribute_names("#body", "body")
-            .expression_attribute_names("#sizes", "batch_sizes")
-            .expression_attribute_names("#attempts", "attempts")
-            .expression_attribute_values(":reason", s(reason))
-            .expression_attribute_values(":body", s(preview(body, KEPT_BODY_CHARS)))
-            .expression_attribute_values(":none", AttributeValue::L(vec![]))
-            .expression_attribute_values(":size", AttributeValue::L(vec![n(batch_size)]))
-            .expression_attribute_values(":one", n(1))
-            .send()
-            .await
-            .map_err(|e| StoreError::of(&self.table, &e))?;
-        Ok(())
     }
 }
 

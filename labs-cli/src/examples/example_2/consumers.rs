@@ -24,7 +24,8 @@ pub(super) struct Handled {
     /// SQS's ApproximateReceiveCount: 2 and more are redeliveries.
     pub(super) receive_count: u32,
     pub(super) outcome: Outcome,
-    /// Milliseconds since the scenario began.
+    /// Milliseconds since the scenario began, when the effect was applied (or the message
+    /// found unreadable), before the acknowledgement.
     pub(super) at_ms: u64,
     #[serde(skip)]
     pub(super) body: String,
@@ -73,20 +74,23 @@ pub(super) async fn consume_one(
     crash: bool,
 ) -> Result<Handled> {
     let url = &lab.queue(subscriber).url;
-    let (order_id, seq, outcome) = match parse_order(&message.body) {
+    let since_start = || started.elapsed().as_millis() as u64;
+    let (order_id, seq, outcome, at_ms) = match parse_order(&message.body) {
         Ok(order) => {
             let recorded = lab.store.record(subscriber, &order, consumer).await?;
+            let at_ms = since_start();
             let outcome = if crash {
                 Outcome::Crashed
             } else {
                 messaging::ack(lab.sqs(), url, message).await?;
                 if recorded.first_delivery { Outcome::Applied } else { Outcome::Duplicate(recorded.handled_by) }
             };
-            (Some(order.order_id), Some(order.seq), outcome)
+            (Some(order.order_id), Some(order.seq), outcome, at_ms)
         }
         Err(problem) => {
+            let at_ms = since_start();
             messaging::release(lab.sqs(), url, message).await?;
-            (None, None, Outcome::Rejected(problem.to_string()))
+            (None, None, Outcome::Rejected(problem.to_string()), at_ms)
         }
     };
     Ok(Handled {
@@ -96,7 +100,7 @@ pub(super) async fn consume_one(
         seq,
         receive_count: message.receive_count,
         outcome,
-        at_ms: started.elapsed().as_millis() as u64,
+        at_ms,
         body: message.body.clone(),
         total_attribute: message.attribute(orders::TOTAL_ATTRIBUTE).map(str::to_owned),
     })

@@ -2,17 +2,20 @@
 //! Systems": "Multiple consumers" and "Acknowledgments and redelivery").
 //!
 //! An SNS topic fans orders out to three SQS queues. Billing and analytics are consumed by tasks
-//! inside `labs`, shipping by the `shipping-worker` Lambda. Every consumer records its effect in
+//! inside `labs`, shipping by the `shipping-worker` Lambda; scenario `direct` also runs billing
+//! as a webhook inside `labs`, posted to by the producer itself. Every consumer records its effect in
 //! the effects table, idempotently (see `shipping_worker::EffectStore`), and every run records
 //! what it sent as a tag on the topic, so `verify` can regenerate it and compare.
 
 mod consumers;
 mod dead_letter;
+mod direct;
 mod fan_out;
 mod lambda_partial_failure;
 mod load_balance;
 mod redelivery;
 mod verify;
+mod webhook;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -39,7 +42,7 @@ use crate::target::Target;
 pub const ABOUT: About = About::new(
     2,
     "Messaging",
-    "fan-out vs load balancing, acks, redelivery and reordering, dead letters",
+    "direct messaging vs a broker, fan-out vs load balancing, acks, redelivery and reordering, dead letters",
     "SNS, SQS, Lambda",
 );
 
@@ -63,9 +66,13 @@ fn queues_of(subscriber: Subscriber) -> (Queue, Queue) {
     }
 }
 
-const SCENARIOS: [&str; 5] = ["fan-out", "load-balance", "redelivery", "dead-letter", "lambda-partial-failure"];
+const SCENARIOS: [&str; 6] =
+    ["fan-out", "load-balance", "redelivery", "dead-letter", "lambda-partial-failure", "direct"];
 const DEFAULT_FAN_OUT_ORDERS: usize = 20;
 const DEFAULT_LOAD_BALANCE_ORDERS: usize = 60;
+const DEFAULT_DIRECT_ORDERS: usize = 30;
+/// Direct needs orders before, during and after its consumer's outage (a third each).
+const MIN_DIRECT_ORDERS: usize = 3;
 const REDELIVERY_ORDERS: usize = 6;
 const DEAD_LETTER_ORDERS: usize = 4;
 const PARTIAL_FAILURE_ORDERS: usize = 5;
@@ -273,11 +280,19 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
             None => bail!("example-2 has no scenario '{name}': use one of {}", SCENARIOS.join(", ")),
         },
     };
-    let sized = |s: &&str| *s == "fan-out" || *s == "load-balance";
+    let sized = |s: &&str| ["fan-out", "load-balance", "direct"].contains(s);
     match args.count {
         Some(0) => bail!("--count must be at least 1"),
         Some(_) if !scenarios.iter().any(sized) => {
-            bail!("--count sets how many orders fan-out and load-balance publish; {} sends a fixed few", scenarios[0])
+            bail!(
+                "--count sets how many orders fan-out, load-balance and direct send; {} sends a fixed few",
+                scenarios[0]
+            )
+        }
+        Some(n) if n < MIN_DIRECT_ORDERS && scenarios.contains(&"direct") => {
+            bail!(
+                "--count must be at least {MIN_DIRECT_ORDERS} for direct: a third of its orders go out while the consumer is down"
+            )
         }
         _ => {}
     }
@@ -312,6 +327,7 @@ async fn run(target: &Target, args: &RunOptions, out: Output) -> Result<()> {
             "load-balance" => load_balance::load_balance(&lab, seed, count(DEFAULT_LOAD_BALANCE_ORDERS)).await?,
             "redelivery" => redelivery::redelivery(&lab, seed).await?,
             "dead-letter" => dead_letter::dead_letter(&lab, seed).await?,
+            "direct" => direct::direct(&lab, seed, count(DEFAULT_DIRECT_ORDERS)).await?,
             _ => lambda_partial_failure::lambda_partial_failure(&lab, seed).await?,
         });
     }

@@ -18,6 +18,10 @@ struct VerifyReport {
     topic: String,
     runs: Vec<Publication>,
     expected: BTreeMap<Subscriber, usize>,
+    /// Orders billing's webhook must have got (posted while it was up), and must not have
+    /// (posted while it was down: lost).
+    expected_webhook: usize,
+    expected_lost: usize,
     findings: Vec<Finding>,
     /// Effects whose order was delivered more than once (and still applied once).
     redelivered: usize,
@@ -69,11 +73,20 @@ pub(super) async fn verify(target: &Target, options: &VerifyOptions, out: Output
     let counts: BTreeMap<Subscriber, usize> = expected.orders.iter().map(|(s, ids)| (*s, ids.len())).collect();
     out.table(
         &format!(
-            "Verifying example-2: {} recorded runs; billing should have handled {}, shipping {}, analytics {} orders",
+            "Verifying example-2: {} recorded runs; billing should have handled {}, shipping {}, analytics {} orders{}",
             runs.len(),
             counts[&Subscriber::Billing],
             counts[&Subscriber::Shipping],
-            counts[&Subscriber::Analytics]
+            counts[&Subscriber::Analytics],
+            if expected.webhook.is_empty() && expected.lost.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; billing's webhook {}, and not the {} posted while it was down",
+                    expected.webhook.len(),
+                    expected.lost.len()
+                )
+            }
         ),
         &["check", "result", "details"],
         findings.iter().map(|f| {
@@ -107,6 +120,8 @@ pub(super) async fn verify(target: &Target, options: &VerifyOptions, out: Output
         topic: lab.topic.clone(),
         runs,
         expected: counts,
+        expected_webhook: expected.webhook.len(),
+        expected_lost: expected.lost.len(),
         findings,
         redelivered,
         queues,
