@@ -21,6 +21,7 @@ pub mod backfill;
 pub mod dynamo;
 pub mod plan;
 pub mod store;
+#[cfg(feature = "synthetic")]
 pub mod synthetic;
 
 pub use apply::{BatchReport, apply_plan};
@@ -29,6 +30,7 @@ pub use backfill::{BackfillReport, backfill_products};
 pub use dynamo::DynamoStore;
 pub use plan::{BatchPlan, ChangeKind, DecodeError, DecodeProblem, PlannedChange, STATS_ID, plan_batch};
 pub use store::{BatchStats, Checkpoint, IndexItem, IndexStore, MemoryStore, StoreError};
+#[cfg(feature = "synthetic")]
 pub use synthetic::synthetic_batch;
 
 use lambda_runtime::{Error, LambdaEvent};
