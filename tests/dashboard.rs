@@ -179,8 +179,8 @@ async fn the_page_shows_live_numbers_in_a_real_browser_without_script_errors() {
     let webdriver = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let browser = loop {
-        let connected = fantoccini::ClientBuilder::rustls()
-            .expect("a TLS setup")
+        // chromedriver listens on localhost over plain HTTP: no TLS stack needed.
+        let connected = fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(capabilities.clone())
             .connect(&webdriver)
             .await;

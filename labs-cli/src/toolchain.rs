@@ -43,6 +43,18 @@ impl Profile {
         }
     }
 
+    /// Whether cargo-lambda builds with plain cargo (`--compiler cargo`) instead of its default,
+    /// cargo-zigbuild. zig cross-links for Lambda's platform from any machine, against an old
+    /// glibc, but its first use on a machine also builds its C runtime libraries (about 16 of the
+    /// 124 CPU-seconds of example 3's first debug build). A debug build on a host that is Lambda's
+    /// platform already (x86_64 Linux, glibc) needs none of that: cargo and the host's linker,
+    /// which every Rust build on Linux has. Its binary then needs the host's glibc symbol versions
+    /// (2.34 on Debian 12, what Amazon Linux 2023 has): fine for the embedded emulator, which runs
+    /// functions on this machine. The optimized build for AWS keeps zig.
+    fn skips_zig(self, host_is_lambda_platform: bool) -> bool {
+        self == Profile::Dev && host_is_lambda_platform
+    }
+
     /// The folder cargo writes the profile's binaries to (`dev` is `debug` there).
     fn output_folder(self) -> &'static str {
         match self {
@@ -51,6 +63,10 @@ impl Profile {
         }
     }
 }
+
+/// Whether this `labs` runs where Lambda's `provided.al2023` x86_64 functions do: x86_64 Linux
+/// with glibc (the platform `labs` itself was built for).
+const HOST_IS_LAMBDA_PLATFORM: bool = cfg!(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"));
 
 /// The Stream Labs source tree, whose `lambdas/` holds the functions an installed `labs` builds
 /// (the stacks are compiled in): `LABS_SOURCE_DIR`, else the tree this binary was built from,
@@ -127,7 +143,11 @@ pub fn build(packages: &[String], profile: Profile) -> Result<HashMap<String, Ar
     lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
     // Not `<target>/lambda`: cargo keeps the lambda profile's host-side output (build scripts) there.
     let lambda_dir = zips_dir(&target, profile);
-    let tools = format!("cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}, profile {}", profile.name());
+    let tools = format!(
+        "cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}, profile {}, zig skipped {}",
+        profile.name(),
+        profile.skips_zig(HOST_IS_LAMBDA_PLATFORM)
+    );
     let mut hashes = HashMap::new();
     let mut stale = Vec::new();
     for package in packages {
@@ -221,6 +241,9 @@ fn compile(
         .env("CARGO_TARGET_DIR", target)
         .args(["lambda", "build", "--profile", profile.name(), "--x86-64", "--output-format", "zip", "--lambda-dir"])
         .arg(lambda_dir);
+    if profile.skips_zig(HOST_IS_LAMBDA_PLATFORM) {
+        command.args(["--compiler", "cargo"]);
+    }
     for package in packages {
         command.args(["--package", package]);
     }
@@ -291,6 +314,14 @@ mod tests {
         let plain = Scratch::new("not-a-checkout", false);
         let error = find_source_dir(Some(plain.0.clone()), &built.0, None).unwrap_err().to_string();
         assert!(error.starts_with("LABS_SOURCE_DIR=") && error.contains("not a Stream Labs checkout"), "{error}");
+    }
+
+    #[test]
+    fn only_debug_builds_on_lambdas_platform_skip_zig() {
+        assert!(Profile::Dev.skips_zig(true));
+        assert!(!Profile::Dev.skips_zig(false));
+        assert!(!Profile::Lambda.skips_zig(true));
+        assert!(!Profile::Lambda.skips_zig(false));
     }
 
     #[test]

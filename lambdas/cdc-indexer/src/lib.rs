@@ -22,6 +22,7 @@ pub mod backfill;
 pub mod dynamo;
 pub mod plan;
 pub mod store;
+#[cfg(feature = "synthetic")]
 pub mod synthetic;
 
 pub use apply::{BatchReport, apply_plan};
@@ -33,6 +34,7 @@ pub use plan::{
     decode_batch, plan_batch, plan_decoded,
 };
 pub use store::{BatchStats, Checkpoint, IndexItem, IndexKey, IndexRow, IndexStore, MemoryStore, RowTerm, StoreError};
+#[cfg(feature = "synthetic")]
 pub use synthetic::synthetic_batch;
 
 use lambda_runtime::{Error, LambdaEvent};

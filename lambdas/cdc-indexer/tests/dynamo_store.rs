@@ -20,6 +20,7 @@ use labs_core::search_index::{IndexEntry, Product, apply_ops, diff_index, expect
 
 async fn client(endpoint: &str) -> Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(function_bootstrap::https_client())
         .endpoint_url(endpoint)
         .region("us-east-1")
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))

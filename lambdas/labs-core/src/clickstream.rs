@@ -1,7 +1,9 @@
 //! Example 1's events: a seeded, deterministic clickstream. The same seed and count always give
 //! the same events, so `labs verify` can regenerate what `labs run` produced and compare.
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -36,12 +38,14 @@ impl Default for ClickstreamSpec {
 
 /// Generates the clickstream `spec` describes. Event ids embed the seed, so two runs with
 /// different seeds can share a stream and still be told apart.
+#[cfg(feature = "generators")]
 pub fn generate(spec: &ClickstreamSpec) -> Vec<ClickEvent> {
     events(spec).collect()
 }
 
 /// The same events as [`generate`], one at a time, so a producer of millions holds none of
 /// them longer than it takes to send them.
+#[cfg(feature = "generators")]
 pub fn events(spec: &ClickstreamSpec) -> impl Iterator<Item = ClickEvent> + Send + 'static {
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut event_time = spec.start_millis;

@@ -3,6 +3,9 @@
 //! Nothing here talks to AWS or does I/O: event schemas, deterministic generators, and the checks
 //! that `labs verify` runs on data it has already read. That keeps every rule unit-testable and
 //! lets producer and consumer agree on one definition of each event.
+//!
+//! The generators and the partition-key hash need the `generators` feature (rand, ChaCha, MD5):
+//! the CLI turns it on, the Lambda functions' builds leave it off.
 
 pub mod change_topic;
 pub mod clickstream;

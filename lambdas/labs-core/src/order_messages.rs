@@ -9,7 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::ops::Range;
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -59,6 +61,7 @@ impl Order {
 /// The orders of one run. Order ids embed the seed, so runs with different seeds never collide.
 /// Most orders are small and about a third are large; the second and third sit either side of
 /// the analytics threshold (100.00 passes, 99.99 does not), so the filter's edge is always shown.
+#[cfg(feature = "generators")]
 pub fn generate(seed: u64, count: usize) -> Vec<Order> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     (0..count)
@@ -214,6 +217,7 @@ impl Publication {
         Some(Self { seed, route: Route::parse(route)?, count: count.parse().ok()? })
     }
 
+    #[cfg(feature = "generators")]
     pub fn orders(&self) -> Vec<Order> {
         generate(self.seed, self.count)
     }
@@ -306,6 +310,7 @@ impl Observation {
 
     /// Holds what the run recorded against the effects table and the regenerated orders: the
     /// counts must be the table's, the split must be real, the reordering must have happened.
+    #[cfg(feature = "generators")]
     pub fn check(&self, publication: &Publication, effects: &[Effect]) -> Finding {
         let orders = publication.orders();
         let ids: BTreeSet<&str> = orders.iter().map(|o| o.order_id.as_str()).collect();
@@ -459,6 +464,7 @@ pub struct Expectation {
     pub lost: BTreeSet<String>,
 }
 
+#[cfg(feature = "generators")]
 pub fn expect(publications: &[Publication]) -> Expectation {
     let mut expected = Expectation::default();
     for subscriber in Subscriber::ALL {

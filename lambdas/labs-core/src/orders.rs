@@ -9,7 +9,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +67,7 @@ impl OrderSpec {
 
 /// The seed the generator really uses: mixing in the namespace makes two scenarios run with the
 /// same seed produce different interleavings.
+#[cfg(feature = "generators")]
 fn mixed_seed(spec: &OrderSpec) -> u64 {
     spec.namespace
         .bytes()
@@ -72,12 +75,14 @@ fn mixed_seed(spec: &OrderSpec) -> u64 {
 }
 
 /// Draws customer indexes (from 0) as `Customers` says.
+#[cfg(feature = "generators")]
 struct CustomerPicker {
     /// Cumulative weights for Zipf; empty for even.
     cumulative: Vec<f64>,
     customers: u32,
 }
 
+#[cfg(feature = "generators")]
 impl CustomerPicker {
     fn new(customers: Customers) -> Self {
         match customers {
@@ -112,6 +117,7 @@ pub fn customer_id(index: u32) -> String {
 
 /// Generates the orders `spec` describes, interleaved: up to `in_flight` orders are under way,
 /// a new one starts as soon as there is room, and at each point one of them moves a step on.
+#[cfg(feature = "generators")]
 pub fn generate(spec: &OrderSpec) -> Vec<OrderEvent> {
     let mut rng = ChaCha8Rng::seed_from_u64(mixed_seed(spec));
     let customers = CustomerPicker::new(spec.customers);

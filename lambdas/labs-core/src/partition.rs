@@ -2,9 +2,11 @@
 //! big-endian number, falls inside exactly one open shard's hash key range. An `ExplicitHashKey`
 //! replaces the MD5 with a number the producer chooses.
 
+#[cfg(feature = "generators")]
 use md5::{Digest, Md5};
 
 /// The 128-bit hash key Kinesis derives from a partition key.
+#[cfg(feature = "generators")]
 pub fn hash_key(partition_key: &str) -> u128 {
     let digest = Md5::digest(partition_key.as_bytes());
     u128::from_be_bytes(digest.into())
@@ -35,6 +37,7 @@ pub fn shard_for_hash(ranges: &[ShardRange], hash_key: u128) -> Option<usize> {
 }
 
 /// The shard (index into `ranges`) a partition key lands on.
+#[cfg(feature = "generators")]
 pub fn shard_for_key(ranges: &[ShardRange], partition_key: &str) -> Option<usize> {
     shard_for_hash(ranges, hash_key(partition_key))
 }

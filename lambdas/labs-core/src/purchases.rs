@@ -11,7 +11,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -161,6 +163,7 @@ impl PurchaseSpec {
 
 /// The seed the generator really uses: mixing in the namespace makes two scenarios run with the
 /// same seed produce different purchases.
+#[cfg(feature = "generators")]
 fn mixed_seed(spec: &PurchaseSpec) -> u64 {
     spec.namespace
         .bytes()
@@ -172,6 +175,7 @@ pub fn user_id(index: u32) -> String {
 }
 
 /// Which event carries the spec's fault: a seeded index in the middle third.
+#[cfg(feature = "generators")]
 pub fn fault_index(spec: &PurchaseSpec) -> Option<usize> {
     spec.fault?;
     if spec.count == 0 {
@@ -183,6 +187,7 @@ pub fn fault_index(spec: &PurchaseSpec) -> Option<usize> {
 }
 
 /// Generates the purchases `spec` describes, in production order.
+#[cfg(feature = "generators")]
 pub fn generate(spec: &PurchaseSpec) -> Vec<Purchase> {
     let mut rng = ChaCha8Rng::seed_from_u64(mixed_seed(spec));
     let faulty = fault_index(spec);

@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -310,14 +312,17 @@ pub fn product_id(n: usize) -> String {
     format!("p-{:04}", n + 1)
 }
 
+#[cfg(feature = "generators")]
 fn pick<'a>(rng: &mut ChaCha8Rng, words: &[&'a str]) -> &'a str {
     words[rng.random_range(0..words.len())]
 }
 
+#[cfg(feature = "generators")]
 fn random_name(rng: &mut ChaCha8Rng) -> String {
     format!("{} {} {}", pick(rng, &COLOURS), pick(rng, &MATERIALS), pick(rng, &NOUNS))
 }
 
+#[cfg(feature = "generators")]
 fn random_description(rng: &mut ChaCha8Rng, name: &str) -> Option<String> {
     // Some products have no description at all, as items written by hand often do.
     if rng.random_range(0..10) == 0 {
@@ -335,6 +340,7 @@ fn random_description(rng: &mut ChaCha8Rng, name: &str) -> Option<String> {
     ))
 }
 
+#[cfg(feature = "generators")]
 fn random_price(rng: &mut ChaCha8Rng) -> Option<f64> {
     (rng.random_range(0..10) != 0).then(|| f64::from(rng.random_range(100u32..100_000)) / 100.0)
 }
@@ -346,6 +352,7 @@ fn random_price(rng: &mut ChaCha8Rng) -> Option<f64> {
 /// mostly updates (new name, description or price), some deletes, and some re-inserts of deleted
 /// products. Every `Put` of a product carries `version` = 1 + the number of earlier `Put`s of that
 /// id, so versions rise by 1 per write and keep rising across a delete and re-insert.
+#[cfg(feature = "generators")]
 pub fn workload(seed: u64, operations: usize, catalogue: usize) -> Vec<ProductOp> {
     let catalogue = catalogue.max(1);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -20,6 +20,7 @@ use ledger_projector::{
 
 async fn client(endpoint: &str) -> Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(function_bootstrap::https_client())
         .endpoint_url(endpoint)
         .region("us-east-1")
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))

@@ -18,6 +18,7 @@ const ENDPOINT_ENV: &str = "STREAM_JOINS_TEST_ENDPOINT";
 
 async fn client(endpoint: &str) -> Client {
     let config = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(function_bootstrap::https_client())
         .endpoint_url(endpoint)
         .region("us-east-1")
         .credentials_provider(Credentials::new("test", "test", None, None, "test"))

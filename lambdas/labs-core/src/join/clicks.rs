@@ -6,7 +6,9 @@
 //! find: most searches get a click within the window, some get one too late, some none; and
 //! some searches are sent late enough that their click arrives first.
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -153,9 +155,11 @@ impl Clickstream {
     }
 }
 
+#[cfg(feature = "generators")]
 const QUERIES: [&str; 6] = ["rust streams", "kinesis shards", "flink joins", "ddia", "watermarks", "dynamodb ttl"];
 
 /// The events `spec` describes.
+#[cfg(feature = "generators")]
 pub fn generate(spec: &ClickSpec) -> Clickstream {
     let mut rng = ChaCha8Rng::seed_from_u64(super::mixed_seed(spec.seed, &spec.namespace));
     let window = spec.window_millis.max(2_000);

@@ -18,6 +18,7 @@ pub mod timeline;
 pub mod window;
 
 /// Mixes a name into a seed, so two generators with one seed differ.
+#[cfg(feature = "generators")]
 pub(crate) fn mixed_seed(seed: u64, name: &str) -> u64 {
     name.bytes().fold(seed ^ 0x9e37_79b9_7f4a_7c15, |acc, b| (acc ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }

@@ -13,7 +13,9 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -164,8 +166,10 @@ impl ProfileData {
     }
 }
 
+#[cfg(feature = "generators")]
 const STREETS: [&str; 5] = ["Elm St", "Harbour Rd", "Mill Lane", "Station Sq", "Kings Ave"];
 
+#[cfg(feature = "generators")]
 pub fn generate(spec: &ProfileSpec) -> ProfileData {
     let mut rng = ChaCha8Rng::seed_from_u64(super::mixed_seed(spec.seed, &spec.namespace));
     let customers = spec.customers.max(1);

@@ -10,7 +10,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -195,6 +197,7 @@ impl SocialData {
     }
 }
 
+#[cfg(feature = "generators")]
 pub fn generate(spec: &SocialSpec) -> SocialData {
     let mut rng = ChaCha8Rng::seed_from_u64(super::mixed_seed(spec.seed, &spec.namespace));
     let users = spec.users.max(2);

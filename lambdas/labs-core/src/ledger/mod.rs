@@ -16,6 +16,7 @@ pub mod command;
 pub mod event;
 pub mod projection;
 pub mod snapshot;
+#[cfg(feature = "generators")]
 pub mod workload;
 
 pub use account::{Account, FoldError, Status, decide, evolve, fold, fold_from};

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
+#[cfg(feature = "generators")]
 use rand::{Rng, SeedableRng};
+#[cfg(feature = "generators")]
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -19,6 +21,7 @@ use super::windows::{Millis, Window, WindowKind};
 pub const MAX_RECORD_BYTES: usize = 4096;
 
 /// Backlogged readings leave a device this far apart once it is back online.
+#[cfg(feature = "generators")]
 const BACKLOG_SPACING_MILLIS: Millis = 20;
 
 /// One sensor reading, a record's data (JSON, `"kind": "reading"`). Its partition key is
@@ -150,6 +153,7 @@ impl ReadingSpec {
     }
 
     /// True time after which nothing of this spec is sent.
+    #[cfg(feature = "generators")]
     pub fn last_send_millis(&self) -> Millis {
         generate_with_true_times(self).iter().map(|g| g.true_sent_at).max().unwrap_or(self.start_millis)
     }
@@ -160,6 +164,7 @@ pub fn device_id(index: u32) -> String {
 }
 
 /// The generator's seed: mixing in the namespace makes two scenarios with one seed differ.
+#[cfg(feature = "generators")]
 fn mixed_seed(spec: &ReadingSpec) -> u64 {
     spec.namespace
         .bytes()
@@ -167,6 +172,7 @@ fn mixed_seed(spec: &ReadingSpec) -> u64 {
 }
 
 /// How far device `device`'s clock is ahead of true time (negative: behind).
+#[cfg(feature = "generators")]
 pub fn clock_skew(spec: &ReadingSpec, device: u32) -> Millis {
     if spec.max_skew_millis <= 0 {
         return 0;
@@ -185,6 +191,7 @@ pub struct GeneratedReading {
 }
 
 /// The readings `spec` describes, in production order (by true send time), with true times.
+#[cfg(feature = "generators")]
 pub fn generate_with_true_times(spec: &ReadingSpec) -> Vec<GeneratedReading> {
     let mut rng = ChaCha8Rng::seed_from_u64(mixed_seed(spec));
     let period = spec.period_millis.max(1);
@@ -228,6 +235,7 @@ pub fn generate_with_true_times(spec: &ReadingSpec) -> Vec<GeneratedReading> {
 }
 
 /// The readings `spec` describes, in production order.
+#[cfg(feature = "generators")]
 pub fn generate(spec: &ReadingSpec) -> Vec<Reading> {
     generate_with_true_times(spec).into_iter().map(|g| g.reading).collect()
 }
