@@ -1,11 +1,19 @@
 //! Example 1's benchmark: `labs produce` against the best boto3 producer measured in the same run
 //! (a sequential loop of 500-record PutRecords calls, and the same loop on 4 threads), on the
-//! same stream and data, with the emulator's ceiling as the baseline: pre-encoded PutRecords
-//! bodies posted from 4 connections (`ceiling`), the most the server takes when the client costs
-//! next to nothing.
+//! same kind of stream and data, with the emulator's ceiling as the baseline: pre-encoded
+//! PutRecords bodies posted from 4 connections (`ceiling`), the most the server takes when the
+//! client costs next to nothing.
+//!
+//! Every turn starts on the same empty stream: example 1's stack under a prefix of its own
+//! ([`ScratchStream`]), removed and made again before each turn. MiniStack scans every record of
+//! a stream on each PutRecords, so a call costs it more the more the stream holds: measured one
+//! after another on one growing stream, the producers were timed on different stream sizes, and
+//! whichever the turn order put on the fuller stream lost (the same boto3 producer measured 0.72x
+//! of itself that way).
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use labs_core::clickstream::{self, ClickstreamSpec};
+use labs_infra::stack::Stack;
 use serde::Serialize;
 
 use super::{BenchOptions, CLICKS, boto3_anchor, ceiling};
@@ -13,6 +21,7 @@ use crate::driver::clickstream::encode;
 use crate::driver::kinesis::{self, Outgoing};
 use crate::figures::{Figure, Goal};
 use crate::output::{self, Output};
+use crate::provision;
 use crate::target::Target;
 
 /// The producers compared.
@@ -43,8 +52,8 @@ impl Producer {
     }
 }
 
-/// Round `round`'s order: the emulator gets slower as the stream grows, so the producers take
-/// turns at going first.
+/// Round `round`'s order: the producers take turns at going first, so a shift in the machine's
+/// load over the run (it is shared) falls on each of them alike.
 fn turn_order(round: usize) -> [Producer; 4] {
     let mut order = PRODUCERS;
     order.rotate_left(round % PRODUCERS.len());
@@ -65,6 +74,35 @@ fn fastest(candidates: &[(Producer, f64)]) -> (Producer, f64) {
     candidates.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)).unwrap_or((Producer::Labs, 0.0))
 }
 
+/// Example 1's stream under a prefix of its own (`<prefix>-bench`), emptied for every turn by
+/// removing and making it again; `labs down --all` finds it should a bench be interrupted.
+struct ScratchStream {
+    target: Target,
+    stack: Stack,
+}
+
+impl ScratchStream {
+    fn new(target: &Target) -> Result<Self> {
+        let stack = super::ABOUT.id.stack()?;
+        Ok(Self { target: target.with_prefix(&format!("{}-bench", target.prefix)), stack })
+    }
+
+    /// Removes the stream (with whatever a turn wrote into it).
+    async fn remove(&self) -> Result<()> {
+        if let (_, Some(failure)) = provision::destroy_stack(&self.target, &self.stack).await? {
+            bail!("could not remove the bench's stream: {failure:#}");
+        }
+        Ok(())
+    }
+
+    /// The stream's name, after making it again, empty.
+    async fn empty(&self) -> Result<String> {
+        self.remove().await?;
+        provision::up_stack(&self.target, &self.stack, false, Output::quiet()).await?;
+        Ok(self.target.name(CLICKS))
+    }
+}
+
 #[derive(Serialize)]
 struct BenchReport {
     stream: String,
@@ -76,14 +114,10 @@ struct BenchReport {
     ratio: f64,
 }
 
-pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
+/// Records per second of every producer, per round, each turn on the emptied stream.
+async fn measure(scratch: &ScratchStream, count: usize) -> Result<Vec<Vec<f64>>> {
+    let target = &scratch.target;
     let client = &target.clients.kinesis;
-    let stream = target.name(CLICKS);
-    let count = args.count.unwrap_or(20_000);
-    kinesis::list_shards(client, &stream).await?;
-    let total = (count * ROUNDS * PRODUCERS.len()) as u64;
-    target.confirm(&format!("Produce {total} benchmark records into {stream}?"))?;
-    // Bench events carry a seed no run uses, so `verify` passes over them.
     let records = |turn: usize| -> Vec<Outgoing> {
         clickstream::generate(&ClickstreamSpec { seed: 1_000_000 + turn as u64, count, ..Default::default() })
             .iter()
@@ -96,6 +130,7 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
         for producer in turn_order(round) {
             let slot = PRODUCERS.iter().position(|p| *p == producer).unwrap_or(0);
             let batch = records(round * PRODUCERS.len() + slot);
+            let stream = scratch.empty().await?;
             let stats = match producer {
                 Producer::Labs => {
                     kinesis::produce(client, &stream, batch, None, &indicatif::ProgressBar::hidden()).await?
@@ -109,6 +144,18 @@ pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> 
         }
     }
     bar.finish_and_clear();
+    Ok(rates)
+}
+
+pub(super) async fn bench(target: &Target, args: &BenchOptions, out: Output) -> Result<Vec<Figure>> {
+    let count = args.count.unwrap_or(20_000);
+    let scratch = ScratchStream::new(target)?;
+    let stream = scratch.target.name(CLICKS);
+    let total = (count * ROUNDS * PRODUCERS.len()) as u64;
+    target.confirm(&format!("Produce {total} benchmark records into {stream}, emptied for every turn?"))?;
+    let measured = measure(&scratch, count).await;
+    scratch.remove().await?;
+    let mut rates = measured?;
     let medians: Vec<(Producer, f64)> = PRODUCERS.iter().zip(&mut rates).map(|(p, r)| (*p, median(r))).collect();
     let labs = medians[0].1;
     let (anchor, anchor_rate) = fastest(&medians[1..3]);

@@ -41,6 +41,8 @@ pub(super) async fn produce(target: &Target, stream: &str, records: Vec<Outgoing
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(60)))
             .http_status_as_error(false)
+            // ureq keeps 3 idle connections a host by default: a fourth poster would connect anew.
+            .max_idle_connections_per_host(CONNECTIONS)
             .build()
             .into();
         let credential = format!(
