@@ -76,7 +76,10 @@ fn zip_sizes() -> Result<Vec<Figure>> {
             }
         }
     }
-    let mut artifacts: Vec<_> = toolchain::build(&packages, toolchain::Profile::Lambda)?.into_iter().collect();
+    let mut artifacts: Vec<_> =
+        toolchain::build(&packages, toolchain::Profile::Lambda, toolchain::RunsOn::LambdaPlatform)?
+            .into_iter()
+            .collect();
     artifacts.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(artifacts
         .into_iter()

@@ -50,7 +50,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Produce(args) => commands::produce(global, args, out).await?,
         Command::Consume(args) => commands::consume(global, args, out).await?,
-        Command::Build(args) => commands::build(args, out)?,
+        Command::Build(args) => commands::build(global, args, out)?,
         Command::Bench(args) => {
             let target = Target::resolve(&global.target(), true).await?;
             match args.subject {

@@ -26,7 +26,11 @@ fn build_for(target: &Target, stack: &stack::Stack) -> Result<HashMap<String, Ar
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    toolchain::build(&packages, toolchain::Profile::for_aws(target.kind.is_aws()))
+    toolchain::build(
+        &packages,
+        toolchain::Profile::for_aws(target.kind.is_aws()),
+        toolchain::RunsOn::for_target(&target.kind),
+    )
 }
 
 /// A dry run's JSON: the plan, and what it costs on AWS.

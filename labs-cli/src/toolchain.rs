@@ -43,18 +43,6 @@ impl Profile {
         }
     }
 
-    /// Whether cargo-lambda builds with plain cargo (`--compiler cargo`) instead of its default,
-    /// cargo-zigbuild. zig cross-links for Lambda's platform from any machine, against an old
-    /// glibc, but its first use on a machine also builds its C runtime libraries (about 16 of the
-    /// 124 CPU-seconds of example 3's first debug build). A debug build on a host that is Lambda's
-    /// platform already (x86_64 Linux, glibc) needs none of that: cargo and the host's linker,
-    /// which every Rust build on Linux has. Its binary then needs the host's glibc symbol versions
-    /// (2.34 on Debian 12, what Amazon Linux 2023 has): fine for the embedded emulator, which runs
-    /// functions on this machine. The optimized build for AWS keeps zig.
-    fn skips_zig(self, host_is_lambda_platform: bool) -> bool {
-        self == Profile::Dev && host_is_lambda_platform
-    }
-
     /// The folder cargo writes the profile's binaries to (`dev` is `debug` there).
     fn output_folder(self) -> &'static str {
         match self {
@@ -64,9 +52,39 @@ impl Profile {
     }
 }
 
+/// Where the built functions will run, which decides who links them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunsOn {
+    /// This machine: the embedded emulator starts each function as a local process.
+    ThisMachine,
+    /// Lambda's platform: AWS, or an endpoint that may run functions in `provided.al2023`
+    /// containers, whose glibc may be older than this machine's.
+    LambdaPlatform,
+}
+
+impl RunsOn {
+    pub fn for_target(kind: &crate::target::TargetKind) -> Self {
+        match kind {
+            crate::target::TargetKind::Embedded { .. } => RunsOn::ThisMachine,
+            _ => RunsOn::LambdaPlatform,
+        }
+    }
+}
+
 /// Whether this `labs` runs where Lambda's `provided.al2023` x86_64 functions do: x86_64 Linux
 /// with glibc (the platform `labs` itself was built for).
 const HOST_IS_LAMBDA_PLATFORM: bool = cfg!(all(target_os = "linux", target_arch = "x86_64", target_env = "gnu"));
+
+/// Whether cargo-lambda builds with plain cargo (`--compiler cargo`) instead of its default,
+/// cargo-zigbuild. zig cross-links for Lambda's platform from any machine, against an old glibc,
+/// but its first use on a machine also builds its C runtime libraries (about 16 of the 124
+/// CPU-seconds of example 3's first debug build). A debug build of functions that run on this
+/// machine, when it is Lambda's platform already (x86_64 Linux, glibc), needs none of that: cargo
+/// and the host's linker. Its binary needs this machine's glibc symbol versions, so it is only
+/// for functions that run here; builds for AWS or another endpoint keep zig.
+fn skips_zig(profile: Profile, runs_on: RunsOn, host_is_lambda_platform: bool) -> bool {
+    profile == Profile::Dev && runs_on == RunsOn::ThisMachine && host_is_lambda_platform
+}
 
 /// The Stream Labs source tree, whose `lambdas/` holds the functions an installed `labs` builds
 /// (the stacks are compiled in): `LABS_SOURCE_DIR`, else the tree this binary was built from,
@@ -127,7 +145,7 @@ fn install() -> Result<PathBuf> {
 /// Builds `packages` (crates under `lambdas/`, one binary each, named like the crate) for
 /// `provided.al2023` on x86_64 and returns their zips with the hash of each binary. A package
 /// whose inputs are unchanged since its last build is not handed to the compiler at all.
-pub fn build(packages: &[String], profile: Profile) -> Result<HashMap<String, Artifact>> {
+pub fn build(packages: &[String], profile: Profile, runs_on: RunsOn) -> Result<HashMap<String, Artifact>> {
     if packages.is_empty() {
         return Ok(HashMap::new());
     }
@@ -146,7 +164,7 @@ pub fn build(packages: &[String], profile: Profile) -> Result<HashMap<String, Ar
     let tools = format!(
         "cargo-lambda {CARGO_LAMBDA_VERSION}, zig {ZIG_VERSION}, profile {}, zig skipped {}",
         profile.name(),
-        profile.skips_zig(HOST_IS_LAMBDA_PLATFORM)
+        skips_zig(profile, runs_on, HOST_IS_LAMBDA_PLATFORM)
     );
     let mut hashes = HashMap::new();
     let mut stale = Vec::new();
@@ -163,7 +181,7 @@ pub fn build(packages: &[String], profile: Profile) -> Result<HashMap<String, Ar
     if stale.is_empty() {
         crate::output::note(format!("{}: unchanged since the last build", packages.join(", ")));
     } else {
-        compile(&cargo_lambda, &source, &target, &lambda_dir, profile, &stale)?;
+        compile(&cargo_lambda, &source, &target, &lambda_dir, profile, runs_on, &stale)?;
         for package in &stale {
             std::fs::write(fingerprint_path(&lambda_dir, package), &hashes[package])?;
         }
@@ -223,6 +241,7 @@ fn compile(
     target: &Path,
     lambda_dir: &Path,
     profile: Profile,
+    runs_on: RunsOn,
     packages: &[String],
 ) -> Result<()> {
     let bin_dir = cargo_lambda.parent().context("virtualenv has no bin directory")?.to_owned();
@@ -241,7 +260,7 @@ fn compile(
         .env("CARGO_TARGET_DIR", target)
         .args(["lambda", "build", "--profile", profile.name(), "--x86-64", "--output-format", "zip", "--lambda-dir"])
         .arg(lambda_dir);
-    if profile.skips_zig(HOST_IS_LAMBDA_PLATFORM) {
+    if skips_zig(profile, runs_on, HOST_IS_LAMBDA_PLATFORM) {
         command.args(["--compiler", "cargo"]);
     }
     for package in packages {
@@ -317,11 +336,13 @@ mod tests {
     }
 
     #[test]
-    fn only_debug_builds_on_lambdas_platform_skip_zig() {
-        assert!(Profile::Dev.skips_zig(true));
-        assert!(!Profile::Dev.skips_zig(false));
-        assert!(!Profile::Lambda.skips_zig(true));
-        assert!(!Profile::Lambda.skips_zig(false));
+    fn only_debug_builds_that_run_on_this_machine_skip_zig() {
+        use RunsOn::{LambdaPlatform, ThisMachine};
+        assert!(skips_zig(Profile::Dev, ThisMachine, true));
+        assert!(!skips_zig(Profile::Dev, ThisMachine, false), "another host links for Lambda with zig");
+        assert!(!skips_zig(Profile::Dev, LambdaPlatform, true), "an endpoint's containers may have an older glibc");
+        assert!(!skips_zig(Profile::Lambda, ThisMachine, true));
+        assert!(!skips_zig(Profile::Lambda, LambdaPlatform, true));
     }
 
     #[test]

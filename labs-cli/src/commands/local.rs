@@ -46,7 +46,7 @@ pub async fn triggers(global: &GlobalArgs, command: &TriggersCommand, out: Outpu
     }
 }
 
-pub fn build(args: &BuildArgs, out: Output) -> Result<()> {
+pub fn build(global: &GlobalArgs, args: &BuildArgs, out: Output) -> Result<()> {
     let stacks: Vec<stack::Stack> = match args.example {
         Some(id) => vec![id.stack()?],
         // Every built example's functions, and the probe `labs doctor` deploys.
@@ -63,7 +63,12 @@ pub fn build(args: &BuildArgs, out: Output) -> Result<()> {
             }
         }
     }
-    let artifacts = toolchain::build(&packages, args.profile.into())?;
+    // For the target `labs up` would deploy to with the same flags, so `up` finds them built.
+    let elsewhere = global.aws
+        || global.endpoint_url.is_some()
+        || std::env::var("AWS_ENDPOINT_URL").is_ok_and(|url| !url.trim().is_empty());
+    let runs_on = if elsewhere { toolchain::RunsOn::LambdaPlatform } else { toolchain::RunsOn::ThisMachine };
+    let artifacts = toolchain::build(&packages, args.profile.into(), runs_on)?;
     let mut rows: Vec<Vec<String>> = artifacts
         .iter()
         .map(|(package, artifact)| {
