@@ -82,15 +82,15 @@ else
   export KAFKA_TEST_BOOTSTRAP="$LABS_KAFKA_BOOTSTRAP"
 fi
 
-# Build every Lambda once up front (installs cargo-lambda and zig on first use), so tests
-# that deploy functions do not each wait for the compiler.
+# Build every Lambda once up front, so tests that deploy functions do not each wait for the
+# compiler. First the smallest as for AWS, linked by zig (which this installs): tests/cargo_lambda.rs
+# builds it the way cargo-lambda does by default, and finds it done. Then every function as the
+# embedded emulator runs them (host-linked, no zig), which is what the zips are left as.
+env -u AWS_ENDPOINT_URL "$labs" --aws build --package pipeline-probe
 "$labs" build
 # The stream-trigger runner's own tests deploy a probe function no example declares, and
 # tests/arrival_windows.rs example 6's arrival-windows function.
-venv_bin="$("$labs" emulator path)/venv/bin"
-PATH="$venv_bin:$PATH" CARGO_TARGET_DIR=target/lambda-build "$venv_bin/cargo-lambda" lambda build --quiet \
-  --x86-64 --output-format zip --lambda-dir target/lambda-build/zips/dev --package trigger-probe \
-  --package arrival-windows
+"$labs" build --package trigger-probe --package arrival-windows
 
 # The functions' DynamoDB store tests and the engine's ownership tests talk to the same emulator.
 export CDC_INDEXER_TEST_ENDPOINT="$endpoint"

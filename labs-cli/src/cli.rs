@@ -261,6 +261,10 @@ pub struct ConsumeArgs {
 pub struct BuildArgs {
     /// Build only this example's functions (default: every function).
     pub example: Option<ExampleId>,
+    /// Build these function crates (folders under `lambdas/`) instead, such as a probe no example
+    /// declares.
+    #[arg(long = "package", value_name = "CRATE", conflicts_with = "example")]
+    pub packages: Vec<String>,
     /// `dev` is what `labs up` deploys to an emulator (the quicker first build), `lambda` what it
     /// deploys to AWS (small, optimized zips).
     #[arg(long, value_enum, default_value_t = BuildProfile::Dev)]

@@ -74,12 +74,28 @@ pub fn lock(name: &str) -> Result<Lock> {
     Ok(Lock(file))
 }
 
-/// Installs `packages` (pip specs) into the private virtualenv unless `marker` already exists.
-pub fn pip_install(packages: &[&str], marker: &Path, what: &str) -> Result<()> {
+/// What pip installs into the private virtualenv, pinned.
+pub struct PipInstall<'a> {
+    /// pip specs, each `name==version`.
+    pub packages: &'a [&'a str],
+    /// Said while it installs, e.g. `MiniStack 1.2.3`.
+    pub what: &'a str,
+    /// A file the packages install (a launcher under `bin/`), checked after pip ran.
+    pub installs: &'a Path,
+    /// Left in the virtualenv once these versions are installed: a version bump installs again.
+    pub marker: &'a Path,
+    /// Leave the packages' own dependencies out (pip's `--no-deps`): labs pins and installs them.
+    pub no_deps: bool,
+}
+
+/// Installs `install.packages` into the private virtualenv unless its marker already exists.
+pub fn pip_install(install: &PipInstall) -> Result<()> {
     let _lock = lock("venv")?;
-    if marker.exists() {
+    // Checked again under the lock: a parallel labs may have just installed them.
+    if install.marker.exists() {
         return Ok(());
     }
+    let &PipInstall { packages, what, installs, marker, no_deps } = install;
     let venv = venv()?;
     let python = which_python()?;
     let spinner = crate::output::spinner(&format!("installing {what} into {}", venv.display()));
@@ -94,15 +110,17 @@ pub fn pip_install(packages: &[&str], marker: &Path, what: &str) -> Result<()> {
     }
     let out = Command::new(venv.join("bin/pip"))
         .args(["install", "--disable-pip-version-check", "--quiet"])
+        .args(no_deps.then_some("--no-deps"))
         .args(packages)
         .output()?;
     spinner.finish_and_clear();
     if !out.status.success() {
         bail!("pip could not install {}: {}", packages.join(" "), last_line(&out.stderr));
     }
-    if !marker.exists() {
-        bail!("pip installed {} but {} is missing", packages.join(" "), marker.display());
+    if !installs.exists() {
+        bail!("pip installed {} but {} is missing", packages.join(" "), installs.display());
     }
+    File::create(marker)?;
     Ok(())
 }
 
@@ -132,13 +150,13 @@ pub fn install() -> Result<()> {
     if marker.exists() {
         return Ok(());
     }
-    pip_install(
-        &[&format!("ministack=={MINISTACK_VERSION}")],
-        &ministack_bin()?,
-        &format!("MiniStack {MINISTACK_VERSION}"),
-    )?;
-    File::create(&marker)?;
-    Ok(())
+    pip_install(&PipInstall {
+        packages: &[&format!("ministack=={MINISTACK_VERSION}")],
+        what: &format!("MiniStack {MINISTACK_VERSION}"),
+        installs: &ministack_bin()?,
+        marker: &marker,
+        no_deps: false,
+    })
 }
 
 fn agent() -> ureq::Agent {

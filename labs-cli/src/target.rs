@@ -54,6 +54,41 @@ pub struct TargetChoice {
     pub kafka_bootstrap: Option<String>,
 }
 
+/// Where the flags and `AWS_ENDPOINT_URL` point, before anything is contacted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Aws,
+    Endpoint(String),
+    Embedded,
+}
+
+impl TargetChoice {
+    /// Where these flags point, with `AWS_ENDPOINT_URL` from the environment.
+    pub fn destination(&self) -> Result<Destination> {
+        let from_env = std::env::var("AWS_ENDPOINT_URL").ok();
+        destination(self.aws, self.endpoint_url.as_deref(), from_env.as_deref())
+    }
+}
+
+/// `--aws`, else `--endpoint-url`, else a non-empty `AWS_ENDPOINT_URL`, else the embedded emulator.
+fn destination(aws: bool, endpoint_flag: Option<&str>, endpoint_env: Option<&str>) -> Result<Destination> {
+    let endpoint_env = endpoint_env.filter(|url| !url.trim().is_empty());
+    if aws {
+        // aws-config honours AWS_ENDPOINT_URL, so with --aws it would quietly send every request
+        // to that endpoint instead of real AWS.
+        if let Some(url) = endpoint_env {
+            bail!(
+                "--aws asks for real AWS, but the environment variable AWS_ENDPOINT_URL={url} would send every request there: unset it first"
+            );
+        }
+        return Ok(Destination::Aws);
+    }
+    Ok(match endpoint_flag.or(endpoint_env) {
+        Some(url) => Destination::Endpoint(url.to_owned()),
+        None => Destination::Embedded,
+    })
+}
+
 pub struct Target {
     pub kind: TargetKind,
     pub clients: Clients,
@@ -112,54 +147,49 @@ impl Target {
     /// Resolves the target from the global flags. `start_emulator` is false for commands that
     /// only look (status): they report a stopped emulator instead of starting one.
     pub async fn resolve(global: &TargetChoice, start_emulator: bool) -> Result<Self> {
-        // aws-config honours AWS_ENDPOINT_URL, so with --aws it would quietly send every request
-        // to that endpoint instead of real AWS.
-        let endpoint_from_env = std::env::var("AWS_ENDPOINT_URL").ok().filter(|url| !url.trim().is_empty());
-        if global.aws
-            && let Some(url) = &endpoint_from_env
-        {
-            bail!(
-                "--aws asks for real AWS, but the environment variable AWS_ENDPOINT_URL={url} would send every request there: unset it first"
-            );
-        }
-        let endpoint_url = global.endpoint_url.clone().or(endpoint_from_env);
-        let (kind, config) = if global.aws {
-            let config = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await;
-            let region = config
-                .region()
-                .map(|r| r.to_string())
-                .context("no AWS region is configured: set AWS_REGION or a region in your profile")?;
-            let identity = Clients::new(&config)
-                .sts
-                .get_caller_identity()
-                .send()
-                .await
-                .doing("checking your AWS credentials (STS GetCallerIdentity)")?;
-            let account = identity.account().unwrap_or("unknown").to_owned();
-            (TargetKind::Aws { account, region }, config)
-        } else if let Some(endpoint) = &endpoint_url {
-            let endpoint = endpoint.trim_end_matches('/').to_owned();
-            if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
-                bail!("--endpoint-url {endpoint} is not an http(s) URL");
+        let (kind, config) = match global.destination()? {
+            Destination::Aws => {
+                let config = aws_config::defaults(BehaviorVersion::latest()).timeout_config(timeouts()).load().await;
+                let region = config
+                    .region()
+                    .map(|r| r.to_string())
+                    .context("no AWS region is configured: set AWS_REGION or a region in your profile")?;
+                let identity = Clients::new(&config)
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .doing("checking your AWS credentials (STS GetCallerIdentity)")?;
+                let account = identity.account().unwrap_or("unknown").to_owned();
+                (TargetKind::Aws { account, region }, config)
             }
-            if !reachable(&endpoint) {
-                bail!(
-                    "cannot reach {endpoint}: start that emulator, or unset AWS_ENDPOINT_URL / drop --endpoint-url to use the embedded one"
-                );
-            }
-            let config = emulator_config(&endpoint).await;
-            (TargetKind::Endpoint { endpoint }, config)
-        } else {
-            let port = emulator::port()?;
-            let endpoint = emulator::endpoint(port);
-            if start_emulator {
-                let blocking = tokio::task::spawn_blocking(move || emulator::up(port));
-                if blocking.await?? {
-                    note(format!("started the embedded emulator at {endpoint} (stop it with `labs emulator down`)"));
+            Destination::Endpoint(endpoint) => {
+                let endpoint = endpoint.trim_end_matches('/').to_owned();
+                if !endpoint.starts_with("http://") && !endpoint.starts_with("https://") {
+                    bail!("--endpoint-url {endpoint} is not an http(s) URL");
                 }
+                if !reachable(&endpoint) {
+                    bail!(
+                        "cannot reach {endpoint}: start that emulator, or unset AWS_ENDPOINT_URL / drop --endpoint-url to use the embedded one"
+                    );
+                }
+                let config = emulator_config(&endpoint).await;
+                (TargetKind::Endpoint { endpoint }, config)
             }
-            let config = emulator_config(&endpoint).await;
-            (TargetKind::Embedded { endpoint }, config)
+            Destination::Embedded => {
+                let port = emulator::port()?;
+                let endpoint = emulator::endpoint(port);
+                if start_emulator {
+                    let blocking = tokio::task::spawn_blocking(move || emulator::up(port));
+                    if blocking.await?? {
+                        note(format!(
+                            "started the embedded emulator at {endpoint} (stop it with `labs emulator down`)"
+                        ));
+                    }
+                }
+                let config = emulator_config(&endpoint).await;
+                (TargetKind::Embedded { endpoint }, config)
+            }
         };
         note(format!("target: {}, prefix {}", kind.describe(), global.prefix));
         Ok(Self {
@@ -269,5 +299,28 @@ impl Target {
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
         if matches!(answer.trim(), "y" | "Y" | "yes") { Ok(()) } else { bail!("stopped: nothing was changed") }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_pick_aws_then_the_endpoint_flag_then_the_environment_then_the_embedded_emulator() {
+        assert_eq!(destination(true, None, None).unwrap(), Destination::Aws);
+        assert_eq!(destination(true, None, Some(" ")).unwrap(), Destination::Aws);
+        let flag = "http://127.0.0.1:4510";
+        let env = "http://127.0.0.1:4566";
+        assert_eq!(destination(false, Some(flag), Some(env)).unwrap(), Destination::Endpoint(flag.to_owned()));
+        assert_eq!(destination(false, None, Some(env)).unwrap(), Destination::Endpoint(env.to_owned()));
+        assert_eq!(destination(false, None, Some("")).unwrap(), Destination::Embedded);
+        assert_eq!(destination(false, None, None).unwrap(), Destination::Embedded);
+    }
+
+    #[test]
+    fn aws_with_an_endpoint_in_the_environment_is_refused_in_one_line() {
+        let error = destination(true, None, Some("http://127.0.0.1:4566")).unwrap_err().to_string();
+        assert!(error.contains("unset it first") && !error.contains('\n'), "{error}");
     }
 }

@@ -69,6 +69,14 @@ impl RunsOn {
             _ => RunsOn::LambdaPlatform,
         }
     }
+
+    /// The same choice from the flags alone (`labs build`, which contacts nothing).
+    pub fn for_destination(destination: &crate::target::Destination) -> Self {
+        match destination {
+            crate::target::Destination::Embedded => RunsOn::ThisMachine,
+            _ => RunsOn::LambdaPlatform,
+        }
+    }
 }
 
 /// Whether this `labs` runs where Lambda's `provided.al2023` x86_64 functions do: x86_64 Linux
@@ -127,17 +135,28 @@ fn target_dir() -> Result<PathBuf> {
     Ok(source_dir()?.join("target").join("lambda-build"))
 }
 
-fn install() -> Result<PathBuf> {
+/// cargo-lambda, and zig only for a build that links with it: the embedded emulator's builds never
+/// do, and zig is about 400 MB installed.
+fn install(with_zig: bool) -> Result<PathBuf> {
     let venv = emulator::venv()?;
     let bin = venv.join("bin/cargo-lambda");
-    let marker = venv.join(format!(".cargo-lambda-{CARGO_LAMBDA_VERSION}-zig-{ZIG_VERSION}"));
-    if !marker.exists() {
-        emulator::pip_install(
-            &[&format!("cargo-lambda=={CARGO_LAMBDA_VERSION}"), &format!("ziglang=={ZIG_VERSION}")],
-            &bin,
-            &format!("cargo-lambda {CARGO_LAMBDA_VERSION} and zig {ZIG_VERSION}"),
-        )?;
-        std::fs::File::create(&marker)?;
+    emulator::pip_install(&emulator::PipInstall {
+        packages: &[&format!("cargo-lambda=={CARGO_LAMBDA_VERSION}")],
+        what: &format!("cargo-lambda {CARGO_LAMBDA_VERSION}"),
+        installs: &bin,
+        marker: &venv.join(format!(".cargo-lambda-{CARGO_LAMBDA_VERSION}")),
+        // Its one dependency is zig, unpinned: installed below, pinned, when a build links with it.
+        no_deps: true,
+    })?;
+    if with_zig {
+        emulator::pip_install(&emulator::PipInstall {
+            packages: &[&format!("ziglang=={ZIG_VERSION}")],
+            what: &format!("zig {ZIG_VERSION}"),
+            // cargo-lambda finds this zig through the launcher the package installs.
+            installs: &venv.join("bin/python-zig"),
+            marker: &venv.join(format!(".ziglang-{ZIG_VERSION}")),
+            no_deps: false,
+        })?;
     }
     Ok(bin)
 }
@@ -149,9 +168,15 @@ pub fn build(packages: &[String], profile: Profile, runs_on: RunsOn) -> Result<H
     if packages.is_empty() {
         return Ok(HashMap::new());
     }
-    // Sources first: a missing checkout is said before anything is installed.
+    // Sources first: a missing checkout or crate is said before anything is installed.
     let source = source_dir()?;
-    let cargo_lambda = install()?;
+    if let Some(package) = packages.iter().find(|p| !source.join("lambdas").join(p).join("src/main.rs").is_file()) {
+        bail!(
+            "{package} is not a function crate: {} has no src/main.rs",
+            source.join("lambdas").join(package).display()
+        );
+    }
+    let cargo_lambda = install(!skips_zig(profile, runs_on, HOST_IS_LAMBDA_PLATFORM))?;
     let target = target_dir()?;
     // Parallel `labs up`s (tests, two terminals) would otherwise rewrite a zip while another
     // reads it: one build at a time, and the zips are read before the lock is let go.
@@ -228,13 +253,13 @@ fn binary_path(target: &Path, profile: Profile, package: &str) -> PathBuf {
     profile_dir(target, profile).join(package)
 }
 
-/// Runs cargo-lambda once for `packages`, in one target directory, so what they share is compiled
-/// once. A failure is one line: the first error, and where the whole compiler output was saved.
 /// Where a profile's zips are kept: `<target>/zips/<profile>/<package>/bootstrap.zip`.
 pub fn zips_dir(target: &Path, profile: Profile) -> PathBuf {
     target.join("zips").join(profile.name())
 }
 
+/// Runs cargo-lambda once for `packages`, in one target directory, so what they share is compiled
+/// once. A failure is one line: the first error, and where the whole compiler output was saved.
 fn compile(
     cargo_lambda: &Path,
     source: &Path,

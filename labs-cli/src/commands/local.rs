@@ -49,13 +49,14 @@ pub async fn triggers(global: &GlobalArgs, command: &TriggersCommand, out: Outpu
 pub fn build(global: &GlobalArgs, args: &BuildArgs, out: Output) -> Result<()> {
     let stacks: Vec<stack::Stack> = match args.example {
         Some(id) => vec![id.stack()?],
+        None if !args.packages.is_empty() => Vec::new(),
         // Every built example's functions, and the probe `labs doctor` deploys.
         None => {
             let probe = std::iter::once(stack::load(super::doctor::PROBE_STACK).map_err(anyhow::Error::from));
             examples::built().map(|(about, _)| about.id.stack()).chain(probe).collect::<Result<_>>()?
         }
     };
-    let mut packages: Vec<String> = Vec::new();
+    let mut packages: Vec<String> = args.packages.clone();
     for stack in stacks {
         for function in stack.functions {
             if !packages.contains(&function.package) {
@@ -64,10 +65,7 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, out: Output) -> Result<()> {
         }
     }
     // For the target `labs up` would deploy to with the same flags, so `up` finds them built.
-    let elsewhere = global.aws
-        || global.endpoint_url.is_some()
-        || std::env::var("AWS_ENDPOINT_URL").is_ok_and(|url| !url.trim().is_empty());
-    let runs_on = if elsewhere { toolchain::RunsOn::LambdaPlatform } else { toolchain::RunsOn::ThisMachine };
+    let runs_on = toolchain::RunsOn::for_destination(&global.target().destination()?);
     let artifacts = toolchain::build(&packages, args.profile.into(), runs_on)?;
     let mut rows: Vec<Vec<String>> = artifacts
         .iter()
