@@ -1,6 +1,6 @@
 //! `labs bench` without a subject: every figure labs can measure, in one table. Each example
 //! with a bench is brought up first (and taken down again when the suite brought it up), then
-//! the stream-trigger runner, the Lambda zips and the producer's peak memory.
+//! the stream-trigger runner, the Lambda zips and the producer's peak memory and speed.
 
 use std::process::Command;
 use std::time::Instant;
@@ -14,8 +14,12 @@ use crate::output::{self, Output};
 use crate::target::Target;
 use crate::{provision, toolchain, trigger_bench};
 
-/// Records `labs produce` sends for its peak-memory figure.
-const PRODUCER_RECORDS: usize = 200_000;
+mod discarding_kinesis;
+use discarding_kinesis::DiscardingKinesis;
+
+/// Records `labs produce` sends for its peak-memory figure, and for that figure's anchor.
+const PRODUCER_RECORDS: usize = 10_000_000;
+const PRODUCER_ANCHOR_RECORDS: usize = 100_000;
 /// A function's zip must stay under this to deploy quickly (and far under Lambda's 50 MB).
 const ZIP_GOAL_MB: f64 = 4.0;
 const PRODUCER_RSS_GOAL_MB: f64 = 100.0;
@@ -60,10 +64,21 @@ pub async fn all(target: &Target, out: Output) -> Result<()> {
         Ok(rows) => figures.extend(rows),
         Err(err) => output::note(format!("triggers: bench failed, left out of the table: {err:#}")),
     }
-    figures.push(producer_peak_memory(target).await?);
-    let build =
-        if cfg!(debug_assertions) { "debug build: use a release build for real figures" } else { "release build" };
-    figures::print(&format!("labs bench on {} ({build})", target.kind.describe()), &figures, out)
+    figures.extend(producer_figures(PRODUCER_RECORDS).await?);
+    figures::print(&format!("labs bench on {} ({})", target.kind.describe(), build_kind()), &figures, out)
+}
+
+/// `labs bench producer`: the producer's figures alone, `count` records (default ten million).
+pub async fn producer(count: Option<usize>, out: Output) -> Result<()> {
+    if count == Some(0) {
+        bail!("--count must be at least 1");
+    }
+    let figures = producer_figures(count.unwrap_or(PRODUCER_RECORDS)).await?;
+    figures::print(&format!("labs bench producer ({})", build_kind()), &figures, out)
+}
+
+fn build_kind() -> &'static str {
+    if cfg!(debug_assertions) { "debug build: use a release build for real figures" } else { "release build" }
 }
 
 /// The size of each function's zip as labs builds and deploys it.
@@ -122,33 +137,55 @@ async fn invocation_latency(target: &Target, stack: &labs_infra::stack::Stack) -
     Ok(figures)
 }
 
-/// Runs `labs produce` as a child into example 1's stream (brought up for it) and reads the
-/// peak resident memory it reports.
-async fn producer_peak_memory(target: &Target) -> Result<Figure> {
-    let id: examples::ExampleId = "example-1".parse().map_err(|e: String| anyhow::anyhow!(e))?;
-    let stack = id.stack()?;
-    let (present, declared) = provision::presence(target, &stack).await?;
-    provision::up_stack(target, &stack, false, Output::quiet()).await?;
-    let endpoint = target.endpoint().context("the producer figure needs an emulator endpoint")?.to_owned();
-    let stream = target.name(examples::example_1::CLICKS);
-    let spinner = output::spinner(&format!("labs produce --count {PRODUCER_RECORDS}"));
+/// Runs `labs produce` as a child process twice, `--count` [`PRODUCER_ANCHOR_RECORDS`] then
+/// `count`, into a Kinesis endpoint that acknowledges and discards, and reads the
+/// peak resident memory each reports: the second beside the first shows whether memory grows with
+/// the count. Also the producer's own speed, with a server that costs next to nothing.
+async fn producer_figures(count: usize) -> Result<Vec<Figure>> {
+    let endpoint = DiscardingKinesis::start().await?;
+    let anchor = produce_into(&endpoint, PRODUCER_ANCHOR_RECORDS).await?;
+    let measured = produce_into(&endpoint, count).await?;
+    let sent = endpoint.acknowledged();
+    let expected = (PRODUCER_ANCHOR_RECORDS + count) as u64;
+    if sent != expected {
+        bail!("the discarding endpoint acknowledged {sent} records, not the {expected} labs produce was asked for");
+    }
+    Ok(vec![
+        Figure::new("producer", format!("labs produce --count {count}: peak RSS"), measured.peak_mib, "MB")
+            .anchored(format!("--count {PRODUCER_ANCHOR_RECORDS}"), anchor.peak_mib)
+            .goal(Goal::AtMost(PRODUCER_RSS_GOAL_MB)),
+        Figure::new(
+            "producer",
+            format!("labs produce --count {count} into a discarding endpoint"),
+            measured.records_per_second,
+            "records/s",
+        ),
+    ])
+}
+
+struct Produced {
+    peak_mib: f64,
+    records_per_second: f64,
+}
+
+async fn produce_into(endpoint: &DiscardingKinesis, count: usize) -> Result<Produced> {
+    let spinner = output::spinner(&format!("labs produce --count {count} into a discarding endpoint"));
+    let url = endpoint.endpoint();
     let child = tokio::task::spawn_blocking(move || {
         Command::new(std::env::current_exe()?)
-            .args(["produce", "--json", "--yes", "--endpoint-url", &endpoint, "--stream", &stream, "--count"])
-            .arg(PRODUCER_RECORDS.to_string())
+            .args(["produce", "--json", "--yes", "--endpoint-url", &url, "--stream", "discarded", "--count"])
+            .arg(count.to_string())
             .output()
             .context("could not run labs produce")
     })
     .await??;
     spinner.finish_and_clear();
-    if present < declared {
-        provision::destroy_stack(target, &stack).await?;
-    }
     if !child.status.success() {
         bail!("labs produce failed: {}", String::from_utf8_lossy(&child.stderr).trim());
     }
     let report: serde_json::Value = serde_json::from_slice(&child.stdout).context("labs produce printed no JSON")?;
-    let peak = report["peak_rss_mib"].as_f64().context("labs produce reported no peak memory (is /proc there?)")?;
-    Ok(Figure::new("producer", format!("labs produce --count {PRODUCER_RECORDS}: peak RSS"), peak, "MB")
-        .goal(Goal::AtMost(PRODUCER_RSS_GOAL_MB)))
+    let peak_mib = report["peak_rss_mib"].as_f64().context("labs produce reported no peak memory (is /proc there?)")?;
+    let records = report["records"].as_f64().context("labs produce reported no record count")?;
+    let seconds = report["seconds"].as_f64().context("labs produce reported no duration")?;
+    Ok(Produced { peak_mib, records_per_second: records / seconds.max(f64::EPSILON) })
 }

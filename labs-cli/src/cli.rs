@@ -292,22 +292,28 @@ impl From<BuildProfile> for crate::toolchain::Profile {
 pub enum BenchSubject {
     Example(ExampleId),
     Triggers,
+    Producer,
 }
 
 impl std::str::FromStr for BenchSubject {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if text == "triggers" { Ok(Self::Triggers) } else { text.parse().map(Self::Example) }
+        match text {
+            "triggers" => Ok(Self::Triggers),
+            "producer" => Ok(Self::Producer),
+            _ => text.parse().map(Self::Example),
+        }
     }
 }
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// example-1, example-3, ... or `triggers` (the stream-trigger runner beside the emulator's
-    /// poller); without one, every bench, in one table (figure, value, anchor, ratio, target, met?)
+    /// poller) or `producer` (`labs produce`'s peak memory and speed, into an endpoint that
+    /// discards); without one, every bench, in one table (figure, value, anchor, ratio, target, met?)
     pub subject: Option<BenchSubject>,
-    /// Records (example 1, triggers) or writes (example 3) to measure with.
+    /// Records (example 1, triggers, producer) or writes (example 3) to measure with.
     #[arg(long)]
     pub count: Option<usize>,
 }
