@@ -112,6 +112,11 @@ async fn invocation_latency(target: &Target, stack: &labs_infra::stack::Stack) -
     let mut figures = Vec::new();
     for function in &stack.functions {
         let name = labs_infra::stack::full_name(&target.prefix, &function.name);
+        let windowed = stack
+            .event_source_mappings
+            .iter()
+            .any(|mapping| mapping.function == function.name && mapping.tumbling_window_seconds.is_some());
+        let payload = empty_batch(windowed, &target.region());
         let mut took = Vec::new();
         for _ in 0..2 {
             let started = Instant::now();
@@ -120,7 +125,7 @@ async fn invocation_latency(target: &Target, stack: &labs_infra::stack::Stack) -
                 .lambda
                 .invoke()
                 .function_name(&name)
-                .payload(aws_sdk_lambda::primitives::Blob::new(r#"{"Records":[]}"#))
+                .payload(aws_sdk_lambda::primitives::Blob::new(payload.as_bytes()))
                 .send()
                 .await
                 .doing(format!("invoking {name}"))?;
@@ -135,6 +140,30 @@ async fn invocation_latency(target: &Target, stack: &labs_infra::stack::Stack) -
         );
     }
     Ok(figures)
+}
+
+/// An empty batch, as the function's trigger would send it: a function behind a tumbling window
+/// reads a time-window event (window, state, shard, final or not), which an empty window of one
+/// minute is.
+fn empty_batch(windowed: bool, region: &str) -> String {
+    let batch = serde_json::json!({ "Records": [] });
+    if !windowed {
+        return batch.to_string();
+    }
+    let source = labs_triggers::event::EventSource {
+        shard_id: "shardId-000000000000".to_owned(),
+        stream_arn: format!("arn:aws:kinesis:{region}:000000000000:stream/labs-bench"),
+        region: region.to_owned(),
+        execution_role_arn: "arn:aws:iam::000000000000:role/labs-bench".to_owned(),
+    };
+    let window = labs_triggers::WindowInvocation {
+        start: 0,
+        end: 60_000,
+        state: Default::default(),
+        is_final: false,
+        terminated_early: false,
+    };
+    labs_triggers::event::window_event(batch, &source, &window).to_string()
 }
 
 /// Runs `labs produce` as a child process twice, `--count` [`PRODUCER_ANCHOR_RECORDS`] then
@@ -188,4 +217,21 @@ async fn produce_into(endpoint: &DiscardingKinesis, count: usize) -> Result<Prod
     let records = report["records"].as_f64().context("labs produce reported no record count")?;
     let seconds = report["seconds"].as_f64().context("labs produce reported no duration")?;
     Ok(Produced { peak_mib, records_per_second: records / seconds.max(f64::EPSILON) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisTimeWindowEvent};
+
+    #[test]
+    fn the_empty_batch_reads_as_the_event_each_kind_of_function_takes() {
+        let plain: KinesisEvent = serde_json::from_str(&empty_batch(false, "us-east-1")).unwrap();
+        assert!(plain.records.is_empty());
+        let windowed: KinesisTimeWindowEvent = serde_json::from_str(&empty_batch(true, "us-east-1")).unwrap();
+        let window = &windowed.time_window_properties;
+        assert!(windowed.kinesis_event.records.is_empty() && window.state.is_empty());
+        assert!(!window.is_final_invoke_for_window && !window.is_window_terminated_early);
+        assert_eq!(window.window.end - window.window.start, chrono::TimeDelta::minutes(1));
+    }
 }
