@@ -90,8 +90,12 @@ pub struct PipInstall<'a> {
 
 /// Installs `install.packages` into the private virtualenv unless its marker already exists.
 pub fn pip_install(install: &PipInstall) -> Result<()> {
+    // Without the lock first, so a labs that finds them installed never waits on another's install;
+    // then again under it, since a parallel labs may have just installed them.
+    if install.marker.exists() {
+        return Ok(());
+    }
     let _lock = lock("venv")?;
-    // Checked again under the lock: a parallel labs may have just installed them.
     if install.marker.exists() {
         return Ok(());
     }
@@ -147,9 +151,6 @@ fn ministack_bin() -> Result<PathBuf> {
 
 pub fn install() -> Result<()> {
     let marker = venv()?.join(format!(".ministack-{MINISTACK_VERSION}"));
-    if marker.exists() {
-        return Ok(());
-    }
     pip_install(&PipInstall {
         packages: &[&format!("ministack=={MINISTACK_VERSION}")],
         what: &format!("MiniStack {MINISTACK_VERSION}"),

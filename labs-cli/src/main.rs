@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 
-use crate::cli::{BenchArgs, BenchSubject, Cli, Command};
+use crate::cli::{BenchSubject, Cli, Command};
 use crate::output::Output;
 use crate::target::Target;
 
@@ -51,21 +51,19 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(args) => commands::produce(global, args, out).await?,
         Command::Consume(args) => commands::consume(global, args, out).await?,
         Command::Build(args) => commands::build(global, args, out)?,
-        // The producer's figures need no emulator: it sends into an endpoint of the bench's own.
-        Command::Bench(BenchArgs { subject: Some(BenchSubject::Producer), count }) => {
-            bench_suite::producer(*count, out).await?;
-        }
         Command::Bench(args) => {
-            let target = Target::resolve(&global.target(), true).await?;
+            let choice = global.target();
+            let target = || Target::resolve(&choice, true);
             match args.subject {
                 Some(BenchSubject::Example(id)) => {
-                    examples::bench(&target, id, &args.options(), out).await?;
+                    examples::bench(&target().await?, id, &args.options(), out).await?;
                 }
                 Some(BenchSubject::Triggers) => {
-                    trigger_bench::bench(&target, args.count, out).await?;
+                    trigger_bench::bench(&target().await?, args.count, out).await?;
                 }
-                Some(BenchSubject::Producer) => unreachable!("answered above"),
-                None => bench_suite::all(&target, out).await?,
+                // The producer's figures need no emulator: it sends into an endpoint of the bench's own.
+                Some(BenchSubject::Producer) => bench_suite::producer(args.count, out).await?,
+                None => bench_suite::all(&target().await?, out).await?,
             }
         }
         Command::Doctor { remove } => commands::doctor(global, *remove, out).await?,

@@ -29,7 +29,7 @@ fn build_for(target: &Target, stack: &stack::Stack) -> Result<HashMap<String, Ar
     toolchain::build(
         &packages,
         toolchain::Profile::for_aws(target.kind.is_aws()),
-        toolchain::RunsOn::for_target(&target.kind),
+        toolchain::RunsOn::for_embedded_emulator(target.kind.is_embedded()),
     )
 }
 

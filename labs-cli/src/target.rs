@@ -38,6 +38,10 @@ impl TargetKind {
     pub fn is_aws(&self) -> bool {
         matches!(self, TargetKind::Aws { .. })
     }
+
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, TargetKind::Embedded { .. })
+    }
 }
 
 /// What the global flags say about where to run, without clap's types.

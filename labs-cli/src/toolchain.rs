@@ -63,19 +63,9 @@ pub enum RunsOn {
 }
 
 impl RunsOn {
-    pub fn for_target(kind: &crate::target::TargetKind) -> Self {
-        match kind {
-            crate::target::TargetKind::Embedded { .. } => RunsOn::ThisMachine,
-            _ => RunsOn::LambdaPlatform,
-        }
-    }
-
-    /// The same choice from the flags alone (`labs build`, which contacts nothing).
-    pub fn for_destination(destination: &crate::target::Destination) -> Self {
-        match destination {
-            crate::target::Destination::Embedded => RunsOn::ThisMachine,
-            _ => RunsOn::LambdaPlatform,
-        }
+    /// Only the embedded emulator runs functions on this machine.
+    pub fn for_embedded_emulator(embedded: bool) -> Self {
+        if embedded { RunsOn::ThisMachine } else { RunsOn::LambdaPlatform }
     }
 }
 
@@ -170,11 +160,10 @@ pub fn build(packages: &[String], profile: Profile, runs_on: RunsOn) -> Result<H
     }
     // Sources first: a missing checkout or crate is said before anything is installed.
     let source = source_dir()?;
-    if let Some(package) = packages.iter().find(|p| !source.join("lambdas").join(p).join("src/main.rs").is_file()) {
-        bail!(
-            "{package} is not a function crate: {} has no src/main.rs",
-            source.join("lambdas").join(package).display()
-        );
+    for crate_dir in packages.iter().map(|package| source.join("lambdas").join(package)) {
+        if !crate_dir.join("src/main.rs").is_file() {
+            bail!("{} is not a function crate: it has no src/main.rs", crate_dir.display());
+        }
     }
     let cargo_lambda = install(!skips_zig(profile, runs_on, HOST_IS_LAMBDA_PLATFORM))?;
     let target = target_dir()?;

@@ -11,7 +11,7 @@ use crate::emulator;
 use crate::examples;
 use crate::kafka;
 use crate::output::{self, Output, note};
-use crate::target::Target;
+use crate::target::{Destination, Target};
 use crate::toolchain;
 use crate::triggers;
 
@@ -65,7 +65,8 @@ pub fn build(global: &GlobalArgs, args: &BuildArgs, out: Output) -> Result<()> {
         }
     }
     // For the target `labs up` would deploy to with the same flags, so `up` finds them built.
-    let runs_on = toolchain::RunsOn::for_destination(&global.target().destination()?);
+    let embedded = global.target().destination()? == Destination::Embedded;
+    let runs_on = toolchain::RunsOn::for_embedded_emulator(embedded);
     let artifacts = toolchain::build(&packages, args.profile.into(), runs_on)?;
     let mut rows: Vec<Vec<String>> = artifacts
         .iter()
